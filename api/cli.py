@@ -1,0 +1,260 @@
+"""The `qledger` command line (CLI.md). Exit status: 0 done, 1 a verification failed,
+2 bad input or usage (one line on stderr, nothing changed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from ledger.errors import LedgerError, Rejected, VerificationError
+
+EXIT_OK, EXIT_VERIFY, EXIT_USAGE = 0, 1, 2
+CHUNK = 1000
+
+
+class UsageError(Exception):
+    """Bad arguments or input files, reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _db_option() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        help="SQLite file or postgresql:// URL (default: $QLEDGER_DB, else ./qledger.db)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    db = _db_option()
+    parser = _Parser(prog="qledger", description="Event-sourced quality-traceability ledger.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = commands.add_parser("init", parents=[db], help="create an empty ledger")
+    p.add_argument("--origin", required=True, help="log origin, e.g. ledger.quality.example/v1")
+    p.add_argument("--root-org", required=True, help="USCC of the root regulator")
+    p.add_argument("--root-name", required=True, help="name of the root regulator")
+    p.add_argument("--root-region", default="110000", help="GB/T 2260 region code (default 110000)")
+    p.add_argument("--root-key", type=Path, help="root regulator's key (PEM); generated if absent")
+    p.add_argument("--log-key", type=Path, help="where to write the log signing key (PEM)")
+    p.set_defaults(run=cmd_init)
+
+    p = commands.add_parser("keygen", help="write a new Ed25519 private key")
+    p.add_argument("out", type=Path)
+    p.set_defaults(run=cmd_keygen)
+
+    p = commands.add_parser("sign", help="sign a statement, print the DSSE envelope")
+    p.add_argument("statement", help="statement JSON file, or - for standard input")
+    p.add_argument("--key", type=Path, required=True, help="signer's private key (PEM)")
+    p.add_argument("--cosign", type=Path, action="append", default=[], help="co-signer's key")
+    p.set_defaults(run=cmd_sign)
+
+    p = commands.add_parser("submit", parents=[db], help="record envelopes")
+    p.add_argument("file", help="an envelope, a JSON array or JSON Lines of envelopes, or -")
+    p.add_argument("--url", help="submit through a qledger server instead of the local database")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.set_defaults(run=cmd_submit)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Every error the ledger raises is mapped here, once."""
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.run(args)
+        return code
+    except UsageError as e:
+        return _fail(str(e), EXIT_USAGE)
+    except VerificationError as e:
+        return _fail(str(e), EXIT_VERIFY)
+    except LedgerError as e:
+        return _fail(str(e), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_USAGE)
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"qledger: {message.splitlines()[0] if message else 'error'}", file=sys.stderr)
+    return code
+
+
+def _open_ledger(args: argparse.Namespace) -> Any:
+    from ledger.application import Ledger
+
+    return Ledger(args.db)
+
+
+def _beside_database(args: argparse.Namespace, name: str) -> Path:
+    from ledger.store import Database
+
+    database = Database.from_env(args.db)
+    if database.is_postgres:
+        return Path(name)
+    return Path(os.path.dirname(os.path.abspath(database.url))) / name
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ledger import client, keys
+    from ledger.identifiers import validate_region, validate_uscc
+    from ledger.log.checkpoint import verifier_key
+
+    root = validate_uscc(args.root_org)
+    validate_region(args.root_region)
+    if not args.origin or any(c.isspace() for c in args.origin) or "+" in args.origin:
+        raise UsageError("--origin must be non-empty, without spaces or '+'")
+    ledger = _open_ledger(args)
+    if ledger.size() > 0 or ledger.is_created():
+        raise UsageError(f"{ledger.database.describe()} holds a ledger already; init refuses it")
+    log_key_path = args.log_key or _beside_database(args, "log-key.pem")
+    root_key_path = args.root_key or _beside_database(args, "root-key.pem")
+    for path, given in ((log_key_path, False), (root_key_path, args.root_key is not None)):
+        if path.exists() and not given:
+            raise UsageError(f"{path} exists; move it away or name another file")
+    root_key = keys.load_private_key(root_key_path) if args.root_key else None
+
+    org = client.new_statement(
+        "org.registered", root, uscc=root, name=args.root_name, roles=["regulator"],
+        region=args.root_region,
+    )
+    # The root key is generated after the checks above, so a refused init writes nothing.
+    if root_key is None:
+        root_key = keys.generate_private_key()
+    public = keys.public_bytes(root_key)
+    key = client.new_statement(
+        "key.registered", root, org=root, public_key=keys.encode_public_key(public)
+    )
+    log_key = keys.generate_private_key()
+    genesis = [client.sign(org, root_key), client.sign(key, root_key)]
+    ledger.prepare(genesis)  # every stateless check, before any file is written
+    keys.write_private_key(log_key_path, log_key)
+    if args.root_key is None:
+        keys.write_private_key(root_key_path, root_key)
+    receipts = ledger.create(
+        args.origin, verifier_key(args.origin, keys.public_bytes(log_key)), root, genesis
+    )
+    print(f"created ledger {args.origin} in {ledger.database.describe()}")
+    print(f"log key:  {log_key_path}")
+    print(f"root key: {root_key_path} (key id {keys.key_id(public)})")
+    for r in receipts:
+        print(json.dumps(r.to_json()))
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from ledger import keys
+
+    key = keys.generate_private_key()
+    keys.write_private_key(args.out, key)
+    public = keys.public_bytes(key)
+    print(f"key id:     {keys.key_id(public)}")
+    print(f"public key: {keys.encode_public_key(public)}")
+    return EXIT_OK
+
+
+def _read_text(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{name}: cannot read: {e}") from None
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from ledger import client, keys
+
+    text = _read_text(args.statement)
+    try:
+        statement = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{args.statement}: not JSON: {e}") from None
+    if not isinstance(statement, dict):
+        raise UsageError(f"{args.statement}: a statement is a JSON object")
+    # Filled in only when missing, so a statement can be written once and signed later.
+    filled = client.new_statement(statement.get("type", ""), statement.get("by", ""))
+    statement.setdefault("id", filled["id"])
+    statement.setdefault("issued_at", filled["issued_at"])
+    key = keys.load_private_key(args.key)
+    cosigners = [keys.load_private_key(p) for p in args.cosign]
+    print(json.dumps(client.sign(statement, key, *cosigners), ensure_ascii=False))
+    return EXIT_OK
+
+
+def iter_envelopes(name: str, stream: TextIO | None = None) -> Iterator[Any]:
+    """One envelope, a JSON array of envelopes, or JSON Lines, read lazily where possible."""
+    text = stream.read() if stream is not None else _read_text(name)
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{name}: not a JSON array: {e}") from None
+        yield from items
+        return
+    try:
+        yield json.loads(text)
+        return
+    except json.JSONDecodeError:
+        pass
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{name}: line {number} is not JSON: {e}") from None
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if args.url:
+        raise UsageError("--url: submitting through a server needs `qledger serve`, not built yet")
+    ledger = _open_ledger(args)
+    done = recorded = 0
+    for chunk in _chunks(iter_envelopes(args.file), CHUNK):
+        try:
+            receipts = ledger.append(chunk)
+        except Rejected as e:
+            where = done + (e.position or 0)
+            raise UsageError(
+                f"envelope {where} (counting from 0) rejected [{e.kind.value}]: {e.detail}; "
+                f"the {done} before it are recorded, so fix it and run the same command again"
+            ) from None
+        for r in receipts:
+            print(json.dumps({**r.to_json(), "duplicate": r.duplicate}))
+            recorded += not r.duplicate
+        done += len(chunk)
+        if not args.quiet:
+            print(f"qledger: {done} envelopes submitted, {recorded} newly recorded", file=sys.stderr)
+    if done == 0:
+        raise UsageError(f"{args.file}: no envelopes")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

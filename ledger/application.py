@@ -1,0 +1,356 @@
+"""The ledger application: verifies signed statements, applies the rules, appends to the log.
+
+One `append()` call is one transaction: every envelope of the batch is recorded, in
+order, or none is. Log indexes, aggregate versions and Merkle nodes are claimed
+optimistically; when another process got there first, the whole batch is checked
+again against the new state and retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from base64 import b64decode
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import RecordConflictError
+
+from ledger.canonical import canonical_bytes
+from ledger.domain.ids import LEDGER_ID, LOG_ID
+from ledger.domain.key import Key
+from ledger.domain.log import Appended, LedgerConfig, appended
+from ledger.domain.organization import Organization
+from ledger.domain.record import StatementRecord
+from ledger.envelope import Envelope
+from ledger.keys import key_id
+from ledger.errors import IdConflict, LedgerError, NotFound, Rejected, Rejection, StorageError
+from ledger.log.hasher import leaf_hash
+from ledger.log.tree import Frontier
+from ledger.rules import RULES, Context
+from ledger.statements import Statement, parse_statement
+from ledger.store import Database
+from ledger.unit_of_work import UnitOfWork
+
+MAX_BATCH = 1000
+MAX_FUTURE = timedelta(minutes=5)
+MAX_RETRIES = 20
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_recorded_at(at: datetime) -> str:
+    """RFC 3339 UTC with milliseconds: entries recorded in one second still sort."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the ledger answers for a recorded envelope (PROTOCOL.md §5)."""
+
+    index: int
+    recorded_at: str
+    leaf_hash: bytes
+    duplicate: bool = False  # the envelope had been recorded before: this is its first receipt
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "recorded_at": self.recorded_at, "leaf_hash": self.leaf_hash.hex()}
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """An envelope that passed every check that needs no ledger state."""
+
+    envelope: Envelope
+    statement: Statement
+    digest: str  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    index: int
+    text: str  # JCS of {"envelope", "recorded_at"}: ASCII
+    leaf_hash: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        import json
+
+        entry: dict[str, Any] = json.loads(self.text)
+        return entry
+
+
+class Ledger(Application[UUID]):
+    name = "qledger"
+    env = {
+        # Aggregates are looked up by id on every statement; keep the hot ones in memory.
+        # Fast-forwarding keeps cached aggregates current when other processes write.
+        "AGGREGATE_CACHE_MAXSIZE": "50000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+
+    def __init__(self, database: Database | str | None = None, *, clock: Clock = utc_now) -> None:
+        if not isinstance(database, Database):
+            database = Database.from_env(database)
+        self.database = database
+        database.prepare()
+        try:
+            super().__init__(env=database.env())
+        except LedgerError:
+            raise
+        except Exception as e:  # the library raises its own errors for a bad database
+            raise StorageError(f"cannot open the ledger {database.describe()}: {e}") from None
+        self.clock = clock
+        self._write_lock = threading.Lock()
+        self._frontier: Frontier | None = None
+        self._config: LedgerConfig | None = None
+
+    # ---- reading ---------------------------------------------------------------
+
+    @property
+    def config(self) -> LedgerConfig:
+        if self._config is None:
+            try:
+                self._config = self.repository.get(LEDGER_ID)
+            except AggregateNotFoundError:
+                raise NotFound(
+                    f"no ledger in {self.database.describe()}; create one with `qledger init`"
+                ) from None
+        return self._config
+
+    def is_created(self) -> bool:
+        try:
+            self.config
+        except NotFound:
+            return False
+        return True
+
+    def size(self) -> int:
+        last = self.recorder.select_events(LOG_ID, desc=True, limit=1)
+        return last[0].originator_version if last else 0
+
+    def _appended(self, gt: int, lte: int | None = None) -> list[Appended]:
+        stored = self.recorder.select_events(LOG_ID, gt=gt, lte=lte)
+        return [self.mapper.to_domain_event(s) for s in stored]  # type: ignore[misc]
+
+    def entry(self, index: int) -> StoredEntry:
+        events = self._appended(index, index + 1) if index >= 0 else []
+        if not events:
+            raise NotFound(f"entry {index} does not exist (the log has {self.size()} entries)")
+        e = events[0]
+        return StoredEntry(e.index, e.entry, bytes.fromhex(e.leaf_hash))
+
+    def entries(self, start: int, stop: int) -> list[StoredEntry]:
+        """Entries start ≤ index < stop, in order."""
+        return [
+            StoredEntry(e.index, e.entry, bytes.fromhex(e.leaf_hash))
+            for e in self._appended(start, stop)
+        ]
+
+    def statement_at(self, index: int) -> Statement:
+        stored = self.entry(index)
+        envelope = Envelope.from_json(stored.to_json()["envelope"])
+        return parse_statement(envelope.statement)
+
+    def receipt(self, statement_id: str) -> Receipt | None:
+        try:
+            record: StatementRecord = self.repository.get(StatementRecord.create_id(statement_id))
+        except (AggregateNotFoundError, ValueError):
+            return None
+        return Receipt(record.index, record.recorded_at, bytes.fromhex(record.leaf_hash), True)
+
+    def frontier(self) -> Frontier:
+        """The right edge of the Merkle tree, brought up to date with the log."""
+        if self._frontier is None:
+            size = self.size()
+            self._frontier = Frontier.load(size, self.recorder)  # type: ignore[arg-type]
+        for e in self._appended(self._frontier.size):
+            self._frontier.append(bytes.fromhex(e.leaf_hash))
+        return self._frontier
+
+    # ---- writing ---------------------------------------------------------------
+
+    def create(
+        self, origin: str, log_key: str, root_org: str, genesis: Sequence[Any]
+    ) -> list[Receipt]:
+        """Create the ledger: its config, then the root regulator's registration and key
+        as entries 0 and 1, both signed by that key (CLI.md `init`)."""
+        if self.size() > 0 or self.is_created():
+            raise Rejected(Rejection.LEDGER_NOT_EMPTY, f"{self.database.describe()} holds a ledger already")
+        submissions = self.prepare(genesis)
+        _check_genesis(submissions, root_org)
+        config = LedgerConfig(origin=origin, log_key=log_key, root_org=root_org)
+        return self._append(submissions, extra=[config], genesis=True)
+
+    def append(self, envelopes: Sequence[Any]) -> list[Receipt]:
+        """Record up to 1,000 envelopes in order, all or nothing.
+
+        Raises Rejected (with `position` set for the envelope at fault) and records
+        nothing if any envelope fails a check. An envelope recorded before gets its
+        first receipt again (`duplicate=True`) and is not recorded twice.
+        """
+        self.config  # noqa: B018 - a ledger must exist before anything is appended
+        return self._append(self.prepare(envelopes))
+
+    def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
+        """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
+        if len(envelopes) > MAX_BATCH:
+            raise Rejected(
+                Rejection.TOO_MANY, f"a batch holds at most {MAX_BATCH} envelopes, not {len(envelopes)}"
+            )
+        out = []
+        for position, item in enumerate(envelopes):
+            try:
+                envelope = Envelope.from_json(item)
+                statement = parse_statement(envelope.statement)
+            except Rejected as e:
+                raise e.at(position) if len(envelopes) > 1 else e
+            digest = hashlib.sha256(canonical_bytes(envelope.to_json())).hexdigest()
+            out.append(Submission(envelope, statement, digest))
+        return out
+
+    def _append(
+        self, submissions: list[Submission], extra: Iterable[Any] = (), genesis: bool = False
+    ) -> list[Receipt]:
+        with self._write_lock:
+            for _ in range(MAX_RETRIES):
+                uow = UnitOfWork(self.repository)
+                try:
+                    return self._append_once(uow, submissions, list(extra), genesis)
+                except RecordConflictError:
+                    # Another process appended first: start again from its state.
+                    uow.discard()
+                    self._frontier = None
+                except BaseException:
+                    uow.discard()
+                    raise
+            raise StorageError("the ledger is too busy: gave up after repeated write conflicts")
+
+    def _append_once(
+        self, uow: UnitOfWork, submissions: list[Submission], extra: list[Any], genesis: bool
+    ) -> list[Receipt]:
+        now = self.clock()
+        recorded_at = format_recorded_at(now)
+        current = self.frontier()
+        frontier = Frontier(current.size, current.hashes)  # a copy: kept only if the save succeeds
+        receipts: list[Receipt] = []
+        events: list[Appended] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        in_batch: dict[str, tuple[str, Receipt]] = {}
+        statements: dict[int, Statement] = {}
+
+        def read_statement(index: int) -> Statement:
+            return statements[index] if index in statements else self.statement_at(index)
+
+        for position, sub in enumerate(submissions):
+            s = sub.statement
+            try:
+                if s.id in in_batch:
+                    digest, receipt = in_batch[s.id]
+                    if digest != sub.digest:
+                        raise IdConflict(s.id, receipt.index)
+                    receipts.append(receipt)
+                    continue
+                record = uow.get(StatementRecord, StatementRecord.create_id(s.id))
+                if record is not None:
+                    if record.digest != sub.digest:
+                        raise IdConflict(s.id, record.index)
+                    receipts.append(
+                        Receipt(record.index, record.recorded_at, bytes.fromhex(record.leaf_hash), True)
+                    )
+                    continue
+                index = frontier.size
+                if s.issued_at > now + MAX_FUTURE:
+                    raise Rejected(
+                        Rejection.FUTURE_STATEMENT,
+                        f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
+                        f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
+                    )
+                signer = (
+                    self._authenticate_genesis(uow, sub, submissions, index)
+                    if genesis
+                    else self._authenticate(uow, sub, now)
+                )
+                RULES[s.type](Context(uow, s, signer, index, now, read_statement))
+            except Rejected as e:
+                raise e.at(position) if len(submissions) > 1 else e
+            text = canonical_bytes({"envelope": sub.envelope.to_json(), "recorded_at": recorded_at})
+            leaf = leaf_hash(text)
+            nodes.extend(frontier.append(leaf))
+            events.append(appended(index, text.decode("ascii"), leaf.hex(), s.id, now))
+            receipt = Receipt(index, recorded_at, leaf)
+            uow.add(
+                StatementRecord(
+                    statement_id=s.id, digest=sub.digest, index=index, recorded_at=recorded_at,
+                    leaf_hash=leaf.hex(), by=s.by, type=s.type,
+                )
+            )
+            in_batch[s.id] = (sub.digest, receipt)
+            statements[index] = s
+            receipts.append(receipt)
+        if events or extra:
+            self.save(*extra, *uow.changed(), *events, merkle_nodes=nodes)
+            self._frontier = frontier
+        return receipts
+
+    def _authenticate(self, uow: UnitOfWork, sub: Submission, now: datetime) -> Organization:
+        """Every signature verifies under a registered key active at `issued_at` and now;
+        one of them is a key of `by`. Returns the signing organization."""
+        s = sub.statement
+        own_key = False
+        for sig in sub.envelope.signatures:
+            key = uow.get(Key, Key.create_id(sig.keyid))
+            if key is None:
+                raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
+            key.check_active(s.issued_at, "issued_at")
+            key.check_active(now, "the time of recording")
+            sub.envelope.verify(sig.keyid, b64decode(key.public_key))
+            own_key = own_key or key.org == s.by
+        if not own_key:
+            raise Rejected(
+                Rejection.KEY_NOT_OF_SIGNER,
+                f"no signature by a key of {s.by}, the organization named in `by`",
+            )
+        org = uow.get(Organization, Organization.create_id(s.by))
+        if org is None:  # keys belong to registered organizations, so only after tampering
+            raise Rejected(Rejection.UNKNOWN_ORG, f"by: organization {s.by} is not registered")
+        return org
+
+    def _authenticate_genesis(
+        self, uow: UnitOfWork, sub: Submission, submissions: list[Submission], index: int
+    ) -> Organization:
+        """Entries 0 and 1 are signed by the root key that entry 1 registers."""
+        root_key = submissions[1].statement.body["public_key"]
+        sub.envelope.verify(key_id(root_key), root_key)
+        if index == 0:
+            s = sub.statement
+            # The root registers itself: it is its own regulator for this one entry.
+            return Organization(s.by, "", ["regulator"], s.body["region"], entry=-1)
+        org = uow.get(Organization, Organization.create_id(sub.statement.by))
+        if org is None:  # entry 0 creates it; _check_genesis saw to the order
+            raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")
+        return org
+
+
+def _check_genesis(submissions: list[Submission], root_org: str) -> None:
+    if len(submissions) != 2:
+        raise Rejected(Rejection.BAD_FIELDS, "a ledger starts with exactly two entries")
+    first, second = (s.statement for s in submissions)
+    if not (
+        first.type == "org.registered"
+        and first.by == first.body["uscc"] == root_org
+        and "regulator" in first.body["roles"]
+    ):
+        raise Rejected(
+            Rejection.BAD_FIELDS, "entry 0 must register the root regulator, signed by itself"
+        )
+    if not (second.type == "key.registered" and second.by == second.body["org"] == root_org):
+        raise Rejected(Rejection.BAD_FIELDS, "entry 1 must register the root regulator's key")

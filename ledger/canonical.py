@@ -1,0 +1,457 @@
+"""Canonical byte forms: the JSON Canonicalization Scheme and strict base64.
+
+Standards followed:
+
+* RFC 8785 — JSON Canonicalization Scheme (JCS). A statement's payload must be
+  exactly JCS(statement), so that a statement has one byte form and one hash.
+* RFC 7493 — I-JSON, which JCS builds on: no duplicate member names, no lone
+  surrogates, integers only within ±(2^53 − 1) to stay exact as IEEE 754 doubles.
+* RFC 4648 §4 — base64 with the standard alphabet and padding; §3.5 (canonical
+  encoding) — the unused bits of the last character must be zero.
+
+Statements allow integers only, nest at most `MAX_DEPTH` levels, and are parsed
+by `parse_statement_json`; `parse_canonical_statement` additionally requires the
+bytes to be exactly their canonical form. Every refusal raises `Rejected`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from itertools import accumulate
+from typing import Any, NoReturn
+
+import rfc8785
+
+from ledger.errors import Rejected, Rejection
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "b64decode",
+    "b64encode",
+    "canonical_bytes",
+    "parse_canonical_statement",
+    "parse_statement_json",
+]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer magnitude in a statement (I-JSON, RFC 7493 §2.2)."""
+
+MAX_DEPTH = 16
+"""Deepest nesting of objects and arrays in a statement; the statement object itself is level 1."""
+
+# Generic values given to `canonical_bytes` (not parsed statements) may hold a
+# statement inside wrappers, so the bound is looser; it exists to stop cycles and
+# stack exhaustion in the reference implementation, which recurses.
+_WALK_LIMIT = 64
+
+# ---------------------------------------------------------------------------
+# JCS serialization
+# ---------------------------------------------------------------------------
+#
+# Fast path: Python's JSON encoder with these options produces exactly JCS for
+# the values `_needs_reference` lets through, namely values built from dict
+# (keys of exact type str), list, tuple, str, int with |n| <= 2^53 - 1, bool and
+# None, where no object key contains a code point >= U+E000. Why, case by case:
+#
+# * null/true/false: identical literals. Separators: neither emits whitespace.
+# * Integers: JCS writes numbers with ECMAScript Number::toString (RFC 8785
+#   §3.2.2.3). For an integer-valued double below 10^21 that is its decimal
+#   digits with a leading '-' if negative, which is Python's int repr; within
+#   ±(2^53 - 1) the double is exact. Floats never take the fast path: Python's
+#   repr differs from ECMAScript's (1e+16 vs 10000000000000000, 1e-07 vs
+#   1e-7), so they go to the reference implementation.
+# * Strings (RFC 8785 §3.2.2.2): JCS escapes exactly '"', '\' and U+0000-U+001F,
+#   as \b \t \n \f \r where those exist and \u00xx in lowercase hex otherwise,
+#   and writes every other code point literally in UTF-8. With
+#   ensure_ascii=False Python escapes exactly the same set (its pattern is
+#   [\x00-\x1f\\"\b\f\n\r\t]) with the same short forms and lowercase \u00xx;
+#   DEL, U+2028/U+2029 and all non-ASCII are literal in both.
+# * Lone surrogates: JCS must refuse them (I-JSON). A Python str may hold a
+#   surrogate code point; encoding the output to UTF-8 then fails, so the fast
+#   path refuses exactly the strings the reference implementation refuses
+#   (rfc8785 also encodes strictly), and no fallback is needed for them.
+# * Property order (RFC 8785 §3.2.3): JCS sorts keys by UTF-16 code units,
+#   Python by code points. Take two distinct keys; if one is a prefix of the
+#   other both orders agree. Otherwise let a != b be the first differing code
+#   points; the equal prefixes encode to equal UTF-16 prefixes. If a and b are
+#   both below U+10000 each is one code unit of the same value: same order. If
+#   both are at or above U+10000, surrogate-pair encoding is monotonic: same
+#   order. If a >= U+10000 and b < U+10000, a's first unit lies in D800-DBFF:
+#   when b < U+D800 both orders put b first; when b >= U+E000 UTF-16 puts a
+#   first but code points put b first. That is the only disagreement, and it
+#   needs a key with a code point >= U+E000 (both an astral one and one in
+#   E000-FFFF, in fact; the simpler test costs nothing in practice because
+#   real keys are ASCII). Such values go to the reference implementation.
+#
+# The fast path costs about a quarter of rfc8785.dumps; the hypothesis test in
+# tests/test_crypto_vectors.py checks it against rfc8785 on arbitrary values.
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False,
+    sort_keys=True,
+    separators=(",", ":"),
+    allow_nan=False,
+    # Values reach the encoder only after a bounded walk (or a bounded parse),
+    # so a cycle cannot get here; skipping the check saves its bookkeeping.
+    check_circular=False,
+)
+
+# Any code point at or above U+E000: BMP private use and up, or astral.
+_HIGH = re.compile("[\ue000-\U0010ffff]")
+
+
+def _has_high_char(key: str) -> bool:
+    return not key.isascii() and _HIGH.search(key) is not None
+
+
+def _refuse(detail: str) -> NoReturn:
+    raise Rejected(Rejection.BAD_JSON, detail)
+
+
+def _check_key(key: object) -> bool:
+    """Refuse non-string keys; say whether this key rules out the fast path."""
+    if type(key) is str:
+        return _has_high_char(key)
+    if isinstance(key, str):
+        return True  # a str subclass: let the reference implementation decide
+    _refuse(f"object keys must be strings, found {type(key).__name__} {key!r}")
+
+
+def _check_int(value: int) -> None:
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        _refuse(f"integer {value} is outside ±(2^53 − 1), the exact range of JSON numbers (I-JSON)")
+
+
+def _needs_reference(obj: Any) -> bool:
+    """Check `obj` is a JSON value; say whether the fast path could differ from JCS.
+
+    Iterative, one nesting level at a time, so deep or cyclic input meets the
+    `_WALK_LIMIT` instead of the interpreter's recursion limit.
+    """
+    slow = False
+    level: list[Any] = [obj]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > _WALK_LIMIT:
+            _refuse(f"value nests deeper than {_WALK_LIMIT} levels (or refers to itself)")
+        below: list[Any] = []
+        for value in level:
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if kind is int:
+                _check_int(value)
+            elif kind is dict:
+                for key in value:
+                    if _check_key(key):
+                        slow = True
+                below.extend(value.values())
+            elif kind is list or kind is tuple:
+                below.extend(value)
+            else:
+                # Floats, and subclasses of the JSON types (IntEnum, StrEnum,
+                # OrderedDict …): rfc8785 gives them their JCS form, or refuses.
+                slow = True
+                if isinstance(value, dict):
+                    for key in value:
+                        _check_key(key)
+                    below.extend(value.values())
+                elif isinstance(value, (list, tuple)):
+                    below.extend(value)
+                elif isinstance(value, int):
+                    _check_int(value)
+                elif not isinstance(value, (str, float)):
+                    _refuse(f"cannot canonicalize a value of type {kind.__name__}")
+        level = below
+    return slow
+
+
+def _reference(obj: Any) -> bytes:
+    try:
+        return rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError as exc:
+        _refuse(f"value has no canonical JSON form: {exc}")
+    except UnicodeEncodeError:
+        _refuse("a string holds a lone surrogate, which has no canonical JSON form")
+
+
+def _fast(obj: Any) -> bytes:
+    """Python's encoder, configured to agree with JCS on the domain argued above."""
+    try:
+        return _ENCODER.encode(obj).encode("utf-8")
+    except UnicodeEncodeError:
+        _refuse("a string holds a lone surrogate, which has no canonical JSON form")
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """JCS (RFC 8785) bytes of a JSON value.
+
+    Raises Rejected(BAD_JSON) for values with no canonical form: non-string
+    keys, integers beyond ±(2^53 − 1), NaN or infinities, lone surrogates,
+    non-JSON types, nesting beyond 64 levels or cycles.
+    """
+    if _needs_reference(obj):
+        return _reference(obj)
+    return _fast(obj)
+
+
+# ---------------------------------------------------------------------------
+# Statement parsing
+# ---------------------------------------------------------------------------
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        # Only on refusal: find which key repeats, to name it.
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                _refuse(f"duplicate key {key!r} in an object (I-JSON forbids them)")
+            seen.add(key)
+    return obj
+
+
+def _integer(text: str) -> int:
+    # 2^53 - 1 has 16 digits: shorter literals are always in range, and the
+    # length test also keeps int() away from absurdly long digit strings.
+    value_ok = len(text.lstrip("-")) < 16 or (
+        len(text) <= 17 and -MAX_SAFE_INTEGER <= int(text) <= MAX_SAFE_INTEGER
+    )
+    if not value_ok:
+        shown = text if len(text) <= 24 else text[:20] + "…"
+        _refuse(f"integer {shown} is outside ±(2^53 − 1), the exact range of JSON numbers")
+    return int(text)
+
+
+def _float(text: str) -> NoReturn:
+    shown = text if len(text) <= 24 else text[:20] + "…"
+    _refuse(f"numbers must be integers, found {shown}")
+
+
+def _constant(text: str) -> NoReturn:
+    _refuse(f"{text} is not JSON (numbers must be integers)")
+
+
+# The C scanner calls parse_float/parse_constant only when such a literal
+# occurs, so they cost nothing on valid statements; parse_int costs a Python
+# call per integer, which statements have few of.
+_STATEMENT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object,
+    parse_float=_float,
+    parse_int=_integer,
+    parse_constant=_constant,
+)
+
+# A JSON string literal (escapes included), to blank out before counting
+# brackets. Possessive quantifiers keep it linear on unterminated strings.
+_STRING_LITERAL = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting beyond MAX_DEPTH before the recursive parser sees it."""
+    # Depth can never exceed the number of opening brackets (those inside
+    # strings included), so most statements stop here for two C-level counts.
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
+    # Running depth over the brackets, computed in C: linear, no recursion.
+    deepest = max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+    if deepest > MAX_DEPTH:
+        _refuse(f"statement nests {deepest} levels deep; at most {MAX_DEPTH} are allowed")
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _decode_text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _refuse(f"payload is not UTF-8: invalid byte at offset {exc.start}")
+
+
+def _parse_text(text: str) -> dict[str, Any]:
+    _check_depth(text)
+    try:
+        value = _STATEMENT_DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        offset = len(text[: exc.pos].encode("utf-8"))
+        _refuse(f"payload is not valid JSON: {exc.msg} at byte {offset}")
+    except RecursionError:
+        # Unreachable after _check_depth on valid input; kept as a safety net.
+        _refuse(f"statement nests more than {MAX_DEPTH} levels deep")
+    if type(value) is not dict:
+        _refuse(f"a statement must be a JSON object, not {_json_kind(value)}")
+    return value
+
+
+def parse_statement_json(payload: bytes) -> dict[str, Any]:
+    """Parse statement bytes under the ledger's JSON rules (PROTOCOL.md §1).
+
+    UTF-8 only; one JSON object; integers only, within ±(2^53 − 1); no NaN or
+    Infinity; no duplicate keys; at most MAX_DEPTH levels of nesting.
+    Raises Rejected(BAD_JSON) naming the problem (and the byte offset for
+    syntax errors).
+    """
+    return _parse_text(_decode_text(payload))
+
+
+def _has_high_key(statement: dict[str, Any]) -> bool:
+    stack: list[Any] = [statement]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            for key in value:
+                if _has_high_char(key):
+                    return True
+            stack.extend(value.values())
+        elif type(value) is list:
+            stack.extend(value)
+    return False
+
+
+def parse_canonical_statement(payload: bytes) -> dict[str, Any]:
+    """`parse_statement_json`, then require payload == JCS(statement).
+
+    Raises Rejected(BAD_JSON) as `parse_statement_json` does, and
+    Rejected(NON_CANONICAL) naming the first differing byte when the payload
+    is valid but not in canonical form.
+    """
+    text = _decode_text(payload)
+    _check_depth(text)
+    # Optimistic parse for the ingest hot path: the scanner without the
+    # duplicate-key hook, called directly (no whitespace skipping; canonical
+    # text has none). Float, constant and integer rules still apply through
+    # their hooks. Duplicate keys cannot slip through: the parsed dict holds
+    # each key once, so its canonical form cannot equal a payload naming a key
+    # twice, and the refusal path below re-parses strictly to name them.
+    try:
+        statement, end = _SCAN(text, 0)
+    except (StopIteration, json.JSONDecodeError, RecursionError):
+        statement, end = None, -1
+    if end == len(text) and type(statement) is dict and _is_canonical(statement, text, payload):
+        return statement
+    # Refusal path: the strict parser reports JSON problems with their
+    # position; if there are none the payload is merely not canonical.
+    raise _non_canonical(_parse_text(text), payload)
+
+
+_SCAN = json.JSONDecoder(
+    parse_float=_float,
+    parse_int=_integer,
+    parse_constant=_constant,
+).scan_once
+
+
+def _is_canonical(statement: dict[str, Any], text: str, payload: bytes) -> bool:
+    # Parsing enforced everything _needs_reference checks except the key code
+    # points, and a key with a code point >= U+E000 implies the text has one:
+    # so an ASCII text, or one without such code points, or one where they
+    # occur only in values, may use the fast path.
+    if text.isascii() or _HIGH.search(text) is None or not _has_high_key(statement):
+        # Comparing str to str spares encoding: the text came from strict
+        # UTF-8, so equal strings mean equal bytes. A lone surrogate (only
+        # possible via a \ud8xx escape) makes them differ, as it must.
+        return bool(_ENCODER.encode(statement) == text)
+    return _reference_or_none(statement) == payload
+
+
+def _reference_or_none(statement: dict[str, Any]) -> bytes | None:
+    try:
+        return _reference(statement)
+    except Rejected:
+        return None
+
+
+def _non_canonical(statement: dict[str, Any], payload: bytes) -> Rejected:
+    """Explain a non-canonical payload (refusal path only, so cost is no concern)."""
+    try:
+        expected = canonical_bytes(statement)
+    except Rejected:
+        return Rejected(
+            Rejection.NON_CANONICAL,
+            "payload escapes a lone surrogate (\\ud800-\\udfff), which has no canonical form",
+        )
+    at = next(
+        (i for i, (a, b) in enumerate(zip(expected, payload)) if a != b),
+        min(len(expected), len(payload)),
+    )
+    return Rejected(
+        Rejection.NON_CANONICAL,
+        f"payload is not the RFC 8785 canonical form of its statement: first difference "
+        f"at byte {at} (expected {expected[at:at + 12]!r}, found {payload[at:at + 12]!r})",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Strict base64 (RFC 4648 §4, canonical per §3.5)
+# ---------------------------------------------------------------------------
+
+_BASE64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def b64encode(data: bytes) -> str:
+    """Padded standard base64 of `data`, as text."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def b64decode(text: str, what: str) -> bytes:
+    """Decode padded standard base64 that is in its one canonical form.
+
+    Refuses (Rejected(BAD_BASE64), the message starting with `what`) the
+    URL-safe alphabet, missing or extra padding, whitespace, and non-zero
+    unused bits — every text for which b64encode(result) != text — so each
+    value has exactly one accepted spelling.
+    """
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise Rejected(
+            Rejection.BAD_BASE64, f"{what} is not padded standard base64: {_base64_problem(text)}"
+        ) from None
+    # strict_mode still accepts non-zero unused bits ("QR==" for "QQ==") and
+    # surplus padding ("QUJD===="): re-encoding is the complete test.
+    if binascii.b2a_base64(raw, newline=False) != text.encode("ascii"):
+        raise Rejected(
+            Rejection.BAD_BASE64,
+            f"{what} is not canonical base64: {_base64_problem(text)}",
+        )
+    return raw
+
+
+def _base64_problem(text: object) -> str:
+    if not isinstance(text, str):
+        return f"expected a string, found {type(text).__name__}"
+    for i, ch in enumerate(text):
+        if ch not in _BASE64_ALPHABET:
+            if ch in "-_":
+                return f"{ch!r} at position {i} is from the URL-safe alphabet"
+            if ch.isspace():
+                return f"whitespace at position {i}"
+            return f"{ch!r} at position {i} is not a base64 character"
+    if len(text) % 4:
+        return f"length {len(text)} is not a multiple of 4 (padding missing?)"
+    body = text.rstrip("=")
+    if "=" in body:
+        return f"padding '=' at position {body.index('=')} inside the data"
+    if len(text) - len(body) > 2:
+        return "more than two padding characters"
+    return "the unused bits of the last character are not zero"

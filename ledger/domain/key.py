@@ -1,0 +1,49 @@
+"""A signing key registered to one organization, with its validity window."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.ids import named
+from ledger.errors import Rejected, Rejection
+
+
+class Key(Aggregate):
+    @staticmethod
+    def create_id(keyid: str) -> UUID:
+        return named("key", keyid)
+
+    @event("Registered")
+    def __init__(
+        self, keyid: str, org: str, public_key: str, valid_from: datetime | None, entry: int
+    ) -> None:
+        self.keyid = keyid
+        self.org = org
+        self.public_key = public_key  # base64, as in the statement
+        self.valid_from = valid_from
+        self.registered_entry = entry
+        self.revoked_at: datetime | None = None
+
+    def check_active(self, at: datetime, what: str) -> None:
+        """A key signs from `valid_from` up to, not including, `revoked_at`."""
+        if self.revoked_at is not None and at >= self.revoked_at:
+            raise Rejected(
+                Rejection.KEY_REVOKED,
+                f"key {self.keyid} of {self.org} was revoked at "
+                f"{self.revoked_at.isoformat()}; {what} is after that",
+            )
+        if self.valid_from is not None and at < self.valid_from:
+            raise Rejected(
+                Rejection.KEY_NOT_YET_VALID,
+                f"key {self.keyid} of {self.org} is valid from "
+                f"{self.valid_from.isoformat()}; {what} is before that",
+            )
+
+    @event("Revoked")
+    def revoke(self, revoked_at: datetime, entry: int) -> None:
+        if self.revoked_at is not None:
+            raise Rejected(Rejection.KEY_REVOKED, f"key {self.keyid} is already revoked")
+        self.revoked_at = revoked_at

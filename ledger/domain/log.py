@@ -1,0 +1,50 @@
+"""The append-only log: entry i is event version i+1 of one stream (PROTOCOL.md §3).
+
+The log is never replayed as an aggregate: its state is its size, read from its last
+event. Optimistic concurrency on (LOG_ID, version) is what keeps indexes gap-free
+when several processes append: two writers claiming the same index cannot both commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.ids import LEDGER_ID, LOG_ID
+
+
+class Appended(Aggregate.Event):
+    """Entry `index` of the log: its exact JCS bytes (ASCII) and its leaf hash (hex)."""
+
+    index: int
+    entry: str
+    leaf_hash: str
+    statement_id: str
+
+
+def appended(index: int, entry: str, leaf_hash: str, statement_id: str, at: datetime) -> Appended:
+    return Appended(
+        originator_id=LOG_ID,
+        originator_version=index + 1,
+        timestamp=at,
+        index=index,
+        entry=entry,
+        leaf_hash=leaf_hash,
+        statement_id=statement_id,
+    )
+
+
+class LedgerConfig(Aggregate):
+    """What a ledger is created with: its origin, log key and root regulator."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return LEDGER_ID
+
+    @event("Created")
+    def __init__(self, origin: str, log_key: str, root_org: str) -> None:
+        self.origin = origin
+        self.log_key = log_key  # verifier key string, PROTOCOL.md §4
+        self.root_org = root_org

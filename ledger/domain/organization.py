@@ -1,0 +1,48 @@
+"""An organization keyed by its USCC: roles, region, and blacklist status."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.ids import named
+from ledger.errors import Rejected, Rejection
+
+
+class Organization(Aggregate):
+    @staticmethod
+    def create_id(uscc: str) -> UUID:
+        return named("org", uscc)
+
+    @event("Registered")
+    def __init__(self, uscc: str, name: str, roles: list[str], region: str, entry: int) -> None:
+        self.uscc = uscc
+        self.name = name
+        self.roles = list(roles)
+        self.region = region
+        self.registered_entry = entry
+        self.blacklisted = False
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def check_role(self, *roles: str, doing: str) -> None:
+        if not any(r in self.roles for r in roles):
+            raise Rejected(
+                Rejection.ROLE_FORBIDDEN,
+                f"{self.uscc} ({'/'.join(self.roles)}) may not sign {doing}; "
+                f"it needs the role {' or '.join(roles)}",
+            )
+
+    @event("Blacklisted")
+    def blacklist(self, entry: int) -> None:
+        if self.blacklisted:
+            raise Rejected(Rejection.ALREADY_BLACKLISTED, f"{self.uscc} is already on the blacklist")
+        self.blacklisted = True
+
+    @event("Delisted")
+    def delist(self, entry: int) -> None:
+        if not self.blacklisted:
+            raise Rejected(Rejection.NOT_BLACKLISTED, f"{self.uscc} is not on the blacklist")
+        self.blacklisted = False

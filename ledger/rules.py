@@ -1,0 +1,297 @@
+"""Who may sign what, and what each statement does to the aggregates (EVENTS.md).
+
+Each rule checks a statement against the state before it and, if it holds, changes
+the aggregates through their commands. Signatures have been checked already; the
+signer's organization is `ctx.signer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ledger.domain.batch import Batch
+from ledger.domain.case import Case
+from ledger.domain.key import Key
+from ledger.domain.organization import Organization
+from ledger.domain.shipment import Shipment
+from ledger.errors import Rejected, Rejection
+from ledger.keys import encode_public_key, key_id
+from ledger.statements import Statement
+from ledger.unit_of_work import UnitOfWork
+
+
+@dataclass
+class Context:
+    uow: UnitOfWork
+    statement: Statement
+    signer: Organization
+    index: int
+    now: datetime
+    read_statement: Callable[[int], Statement]
+
+    @property
+    def by(self) -> str:
+        return self.statement.by
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.statement.body
+
+    def org(self, uscc: str, field: str) -> Organization:
+        org = self.uow.get(Organization, Organization.create_id(uscc))
+        if org is None:
+            raise Rejected(Rejection.UNKNOWN_ORG, f"{field}: organization {uscc} is not registered")
+        return org
+
+    def batch(self, gtin: str, lot: str, field: str) -> Batch:
+        batch = self.uow.get(Batch, Batch.create_id(gtin, lot))
+        if batch is None:
+            raise Rejected(Rejection.UNKNOWN_BATCH, f"{field}: batch {gtin}/{lot} is not recorded")
+        return batch
+
+    def case(self, case_id: str) -> Case:
+        case = self.uow.get(Case, Case.create_id(case_id))
+        if case is None:
+            raise Rejected(Rejection.UNKNOWN_CASE, f"case {case_id} was never opened")
+        return case
+
+    def regulator_only(self) -> None:
+        self.signer.check_role("regulator", doing=self.statement.type)
+
+    def check_refs(self, refs: list[int], field: str = "refs") -> None:
+        for i, ref in enumerate(refs):
+            if ref >= self.index:
+                raise Rejected(
+                    Rejection.UNKNOWN_ENTRY,
+                    f"{field}[{i}]: entry {ref} does not exist before this one ({self.index})",
+                )
+
+
+def org_registered(ctx: Context) -> None:
+    ctx.regulator_only()
+    b = ctx.body
+    if ctx.uow.get(Organization, Organization.create_id(b["uscc"])) is not None:
+        raise Rejected(Rejection.DUPLICATE_ORG, f"organization {b['uscc']} is already registered")
+    ctx.uow.add(Organization(b["uscc"], b["name"], b["roles"], b["region"], entry=ctx.index))
+
+
+def key_registered(ctx: Context) -> None:
+    b = ctx.body
+    ctx.org(b["org"], "org")
+    # An organization adds its own keys with a key it already has; anyone else
+    # registering keys for it must be a regulator (a lab may not, say).
+    if b["org"] != ctx.by:
+        ctx.signer.check_role("regulator", doing=f"key.registered for {b['org']}")
+    new_id = key_id(b["public_key"])
+    if ctx.uow.get(Key, Key.create_id(new_id)) is not None:
+        raise Rejected(Rejection.DUPLICATE_KEY, f"key {new_id} is already registered")
+    ctx.uow.add(
+        Key(new_id, b["org"], encode_public_key(b["public_key"]), b["valid_from"], entry=ctx.index)
+    )
+
+
+def key_revoked(ctx: Context) -> None:
+    b = ctx.body
+    ctx.org(b["org"], "org")
+    if b["org"] != ctx.by:
+        ctx.signer.check_role("regulator", doing=f"key.revoked for {b['org']}")
+    key = ctx.uow.get(Key, Key.create_id(b["keyid"]))
+    if key is None or key.org != b["org"]:
+        raise Rejected(Rejection.UNKNOWN_KEY, f"keyid: {b['keyid']} is not a key of {b['org']}")
+    key.revoke(b["revoked_at"], entry=ctx.index)
+
+
+def batch_produced(ctx: Context) -> None:
+    ctx.signer.check_role("producer", doing="batch.produced")
+    b = ctx.body
+    if ctx.uow.get(Batch, Batch.create_id(b["gtin"], b["lot"])) is not None:
+        raise Rejected(
+            Rejection.DUPLICATE_BATCH, f"batch {b['gtin']}/{b['lot']} was recorded before"
+        )
+    into = f"{b['gtin']}/{b['lot']}"
+    for i, used in enumerate(b["inputs"]):
+        field = f"inputs[{i}]"
+        source = ctx.batch(used["gtin"], used["lot"], field)
+        try:
+            source.consume(ctx.by, used["quantity"], into=into, entry=ctx.index)
+        except Rejected as e:
+            raise Rejected(e.kind, f"{field}: {e.detail}") from None
+    ctx.uow.add(Batch(b["gtin"], b["lot"], ctx.by, b["quantity"], entry=ctx.index))
+
+
+def batch_shipped(ctx: Context) -> None:
+    b = ctx.body
+    batch = ctx.batch(b["gtin"], b["lot"], "gtin/lot")
+    ctx.org(b["to"], "to")
+    if b["to"] == ctx.by:
+        raise Rejected(Rejection.BAD_FIELDS, "to: an organization does not ship to itself")
+    if ctx.uow.get(Shipment, Shipment.create_id(b["shipment"])) is not None:
+        raise Rejected(
+            Rejection.DUPLICATE_SHIPMENT, f"shipment {b['shipment']} was recorded before"
+        )
+    batch.ship(ctx.by, b["quantity"], b["shipment"], entry=ctx.index)
+    ctx.uow.add(
+        Shipment(b["shipment"], b["gtin"], b["lot"], ctx.by, b["to"], b["quantity"], entry=ctx.index)
+    )
+
+
+def batch_received(ctx: Context) -> None:
+    b = ctx.body
+    shipment = ctx.uow.get(Shipment, Shipment.create_id(b["shipment"]))
+    if shipment is None:
+        raise Rejected(Rejection.UNKNOWN_SHIPMENT, f"shipment {b['shipment']} was never shipped")
+    shipment.receive(ctx.by, b["quantity"], entry=ctx.index)
+    batch = ctx.batch(shipment.gtin, shipment.lot, "shipment")
+    batch.receive(ctx.by, b["quantity"], b["shipment"], entry=ctx.index)
+
+
+def check_recorded(ctx: Context) -> None:
+    b = ctx.body
+    ctx.batch(b["gtin"], b["lot"], "gtin/lot")
+    ctx.org(b["subject"], "subject")
+    if ctx.signer.has_role("lab") or ctx.signer.has_role("regulator"):
+        return
+    if b["kind"] == "self" and b["subject"] == ctx.by:
+        return
+    raise Rejected(
+        Rejection.ROLE_FORBIDDEN,
+        f"{ctx.by} may record only self checks on itself; a {b['kind']} check is "
+        "signed by a lab or a regulator",
+    )
+
+
+def recall_issued(ctx: Context) -> None:
+    b = ctx.body
+    regulator = ctx.signer.has_role("regulator")
+    for i, lot in enumerate(b["lots"]):
+        batch = ctx.batch(b["gtin"], lot, f"lots[{i}]")
+        if not regulator and batch.producer != ctx.by:
+            raise Rejected(
+                Rejection.ROLE_FORBIDDEN,
+                f"lots[{i}]: {batch} was produced by {batch.producer}; only its producer "
+                "or a regulator recalls it",
+            )
+
+
+def credit_adjusted(ctx: Context) -> None:
+    ctx.regulator_only()
+    ctx.org(ctx.body["org"], "org")
+    ctx.check_refs(ctx.body["refs"])
+
+
+def blacklist_added(ctx: Context) -> None:
+    ctx.regulator_only()
+    ctx.check_refs(ctx.body["refs"])
+    ctx.org(ctx.body["org"], "org").blacklist(entry=ctx.index)
+
+
+def blacklist_removed(ctx: Context) -> None:
+    ctx.regulator_only()
+    ctx.check_refs(ctx.body["refs"])
+    ctx.org(ctx.body["org"], "org").delist(entry=ctx.index)
+
+
+def award_granted(ctx: Context) -> None:
+    ctx.regulator_only()
+    ctx.org(ctx.body["org"], "org")
+
+
+def case_opened(ctx: Context) -> None:
+    # Any registered organization may complain; persons complain through a regulator.
+    b = ctx.body
+    ctx.org(b["respondent"], "respondent")
+    if ctx.uow.get(Case, Case.create_id(b["case"])) is not None:
+        raise Rejected(Rejection.DUPLICATE_CASE, f"case {b['case']} was opened before")
+    for i, ref in enumerate(b["batches"]):
+        ctx.batch(ref["gtin"], ref["lot"], f"batches[{i}]")
+    ctx.uow.add(Case(b["case"], ctx.by, b["respondent"], entry=ctx.index))
+
+
+def case_evidence(ctx: Context) -> None:
+    case = ctx.case(ctx.body["case"])
+    case.check_open()
+    if not (ctx.signer.has_role("regulator") or ctx.signer.has_role("lab") or case.is_party(ctx.by)):
+        raise Rejected(
+            Rejection.NOT_A_PARTY,
+            f"{ctx.by} is neither a party to case {case.case}, a lab nor a regulator",
+        )
+    ctx.check_refs(ctx.body["refs"])
+
+
+def case_resolved(ctx: Context) -> None:
+    ctx.regulator_only()
+    ctx.check_refs(ctx.body["refs"])
+    ctx.case(ctx.body["case"]).resolve(ctx.body["finding"], entry=ctx.index)
+
+
+# Fields a correction may not change, because the write side acted on them: quantities
+# moved, keys trusted, organizations listed. Such a mistake is undone by a new
+# statement of its own (a shipment back, a key revocation, a delisting).
+FIXED_FIELDS: dict[str, tuple[str, ...]] = {
+    "org.registered": ("uscc", "roles"),
+    "key.registered": ("org", "public_key", "valid_from"),
+    "key.revoked": ("org", "keyid", "revoked_at"),
+    "batch.produced": ("gtin", "lot", "quantity", "inputs"),
+    "batch.shipped": ("gtin", "lot", "quantity", "to", "shipment"),
+    "batch.received": ("shipment", "quantity"),
+    "blacklist.added": ("org",),
+    "blacklist.removed": ("org",),
+    "case.opened": ("case", "respondent"),
+    "case.resolved": ("case",),
+    "correction": ("corrects",),
+}
+
+
+def correction(ctx: Context) -> None:
+    b = ctx.body
+    ctx.check_refs([b["corrects"]], "corrects")
+    old = ctx.read_statement(b["corrects"])
+    if old.by != ctx.by and not ctx.signer.has_role("regulator"):
+        raise Rejected(
+            Rejection.ROLE_FORBIDDEN,
+            f"entry {b['corrects']} was signed by {old.by}; only it or a regulator corrects it",
+        )
+    new = ctx.statement.replacement
+    fixed = FIXED_FIELDS.get(old.type, ())
+    if new is None:
+        if fixed:
+            raise Rejected(
+                Rejection.BAD_CORRECTION,
+                f"a {old.type} statement cannot be withdrawn; record a new statement that undoes it",
+            )
+        return
+    if (new.type, new.id, new.by) != (old.type, old.id, old.by):
+        raise Rejected(
+            Rejection.BAD_CORRECTION,
+            "replacement must keep the corrected statement's type, id and by "
+            f"({old.type}, {old.id}, {old.by})",
+        )
+    for name in fixed:
+        if new.body.get(name) != old.body.get(name):
+            raise Rejected(
+                Rejection.BAD_CORRECTION,
+                f"replacement.{name}: a correction may not change {name} of a {old.type}",
+            )
+
+
+RULES: dict[str, Callable[[Context], None]] = {
+    "org.registered": org_registered,
+    "key.registered": key_registered,
+    "key.revoked": key_revoked,
+    "batch.produced": batch_produced,
+    "batch.shipped": batch_shipped,
+    "batch.received": batch_received,
+    "check.recorded": check_recorded,
+    "recall.issued": recall_issued,
+    "credit.adjusted": credit_adjusted,
+    "blacklist.added": blacklist_added,
+    "blacklist.removed": blacklist_removed,
+    "award.granted": award_granted,
+    "case.opened": case_opened,
+    "case.evidence": case_evidence,
+    "case.resolved": case_resolved,
+    "correction": correction,
+}

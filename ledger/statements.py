@@ -1,0 +1,332 @@
+"""Statement types of EVENTS.md and their fields, checked before any rule is applied.
+
+A statement arrives as the parsed JSON object of a signed payload. `parse_statement`
+checks that it has exactly the fields of its type, each of the right shape, and
+returns a `Statement` whose `body` holds the type's fields with GTINs normalised to
+GTIN-14 (the signed bytes keep whatever valid GTIN form the signer chose).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ledger.errors import Rejected, Rejection
+from ledger.identifiers import (
+    normalize_gtin,
+    validate_lot,
+    validate_org_code,
+    validate_region,
+    validate_uscc,
+)
+from ledger.keys import decode_public_key
+from ledger.timefmt import parse_time
+
+ROLES = ("regulator", "producer", "distributor", "retailer", "lab")
+CATEGORIES = ("food", "agricultural", "aquatic", "industrial", "drug", "other")
+CHECK_KINDS = ("supervisory", "self", "third_party")
+STAGES = ("production", "circulation")
+VERDICTS = ("pass", "fail")
+FINDINGS = ("substantiated", "unsubstantiated", "withdrawn")
+
+MAX_QUANTITY = 10**12  # far above any real lot; keeps every sum well inside 2^53
+MAX_LIST = 1000
+
+Check = Callable[[Any, str], Any]
+"""A field check: (value, field path) -> normalised value, or raise Rejected."""
+
+
+def _bad(path: str, detail: str) -> Rejected:
+    return Rejected(Rejection.BAD_FIELDS, f"{path}: {detail}")
+
+
+def _identifier(validate: Callable[[str], str]) -> Check:
+    def check(value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            raise Rejected(Rejection.BAD_IDENTIFIER, f"{path} must be a string")
+        try:
+            return validate(value)
+        except Rejected as e:
+            raise Rejected(Rejection.BAD_IDENTIFIER, f"{path}: {e.detail}") from None
+
+    return check
+
+
+uscc = _identifier(validate_uscc)
+gtin = _identifier(normalize_gtin)
+lot = _identifier(validate_lot)
+region = _identifier(validate_region)
+org_code = _identifier(validate_org_code)
+
+# Control characters other than newline and tab have no place in a record that is
+# shown on pages and printed in reports.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def text(max_len: int = 500) -> Check:
+    def check(value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            raise _bad(path, "must be a string")
+        if not value.strip():
+            raise _bad(path, "must not be empty")
+        if len(value) > max_len:
+            raise _bad(path, f"is {len(value)} characters long; at most {max_len} allowed")
+        if _CONTROL.search(value):
+            raise _bad(path, "contains a control character")
+        return value
+
+    return check
+
+
+def integer(low: int, high: int, kind: Rejection = Rejection.BAD_FIELDS) -> Check:
+    def check(value: Any, path: str) -> int:
+        # bool is an int in Python but not a number in JSON.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _bad(path, "must be an integer")
+        if not low <= value <= high:
+            raise Rejected(kind, f"{path} must be between {low} and {high}, not {value}")
+        return value
+
+    return check
+
+
+quantity = integer(1, MAX_QUANTITY, Rejection.BAD_QUANTITY)
+entry_index = integer(0, 2**53 - 1)
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any, path: str) -> str:
+        if value not in choices:
+            raise _bad(path, f"must be one of {', '.join(choices)}, not {value!r}")
+        return str(value)
+
+    return check
+
+
+def time(value: Any, path: str) -> datetime:
+    if not isinstance(value, str):
+        raise Rejected(Rejection.BAD_TIME, f"{path} must be an RFC 3339 UTC time string")
+    try:
+        return parse_time(value)
+    except Rejected as e:
+        raise Rejected(Rejection.BAD_TIME, f"{path}: {e.detail}") from None
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def uuid_text(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise _bad(path, "must be a lowercase UUID such as 3f2b8c1e-9d4a-4e7b-8a21-5c6d7e8f9a0b")
+    return value
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+
+
+def token(value: Any, path: str) -> str:
+    """Identifiers chosen by clients (shipment and case ids, report numbers)."""
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise _bad(path, "must be 1-64 characters of letters, digits and . _ : / -")
+    return value
+
+
+_KEYID = re.compile(r"[0-9a-f]{64}")
+
+
+def keyid(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _KEYID.fullmatch(value):
+        raise _bad(path, "must be 64 lowercase hex digits")
+    return value
+
+
+def public_key(value: Any, path: str) -> bytes:
+    if not isinstance(value, str):
+        raise _bad(path, "must be base64 text")
+    try:
+        return decode_public_key(value)
+    except Rejected as e:
+        raise _bad(path, e.detail) from None
+
+
+def list_of(item: Check, low: int = 0, high: int = MAX_LIST, unique: bool = False) -> Check:
+    def check(value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise _bad(path, "must be a list")
+        if not low <= len(value) <= high:
+            raise _bad(path, f"must hold {low} to {high} items, not {len(value)}")
+        out = [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if unique and len({repr(v) for v in out}) != len(out):
+            raise _bad(path, "must not repeat an item")
+        return out
+
+    return check
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The fields of one object: required and optional checks by name."""
+
+    required: Mapping[str, Check]
+    optional: Mapping[str, Check] = field(default_factory=dict)
+
+    def __call__(self, value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _bad(path, "must be an object")
+        optional = self.optional
+        out: dict[str, Any] = {}
+        for name, check in self.required.items():
+            if name not in value:
+                raise _bad(path, f"missing field {name!r}")
+            out[name] = check(value[name], _join(path, name))
+        for name, v in value.items():
+            if name in self.required:
+                continue
+            check = optional.get(name)
+            if check is None:
+                raise _bad(path, f"unknown field {name!r}")
+            # An optional field may be given as null; it then means "not given".
+            out[name] = None if v is None else check(v, _join(path, name))
+        for name in optional:
+            out.setdefault(name, None)
+        return out
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+batch_ref = Fields({"gtin": gtin, "lot": lot})
+refs = list_of(entry_index)
+
+TYPES: dict[str, Fields] = {
+    "org.registered": Fields(
+        {
+            "uscc": uscc,
+            "name": text(200),
+            "roles": list_of(one_of(*ROLES), 1, len(ROLES), unique=True),
+            "region": region,
+        },
+        {"legacy_code": org_code},
+    ),
+    "key.registered": Fields({"org": uscc, "public_key": public_key}, {"valid_from": time}),
+    "key.revoked": Fields(
+        {"org": uscc, "keyid": keyid, "reason": text(), "revoked_at": time}
+    ),
+    "batch.produced": Fields(
+        {
+            "gtin": gtin,
+            "lot": lot,
+            "product": text(200),
+            "category": one_of(*CATEGORIES),
+            "quantity": quantity,
+            "unit": text(20),
+            "produced_at": time,
+            "standard": text(100),
+            "inputs": list_of(Fields({"gtin": gtin, "lot": lot, "quantity": quantity}), 0, 100),
+        },
+        {"expires_at": time},
+    ),
+    "batch.shipped": Fields(
+        {"gtin": gtin, "lot": lot, "quantity": quantity, "to": uscc, "shipment": token}
+    ),
+    "batch.received": Fields({"shipment": token, "quantity": quantity}),
+    "check.recorded": Fields(
+        {
+            "gtin": gtin,
+            "lot": lot,
+            "subject": uscc,
+            "kind": one_of(*CHECK_KINDS),
+            "stage": one_of(*STAGES),
+            "sampled_at": time,
+            "standard": text(100),
+            "items": list_of(
+                Fields(
+                    {
+                        "name": text(200),
+                        "value": text(50),
+                        "limit": text(50),
+                        "unit": text(20),
+                        "verdict": one_of(*VERDICTS),
+                    }
+                ),
+                1,
+                200,
+            ),
+            "verdict": one_of(*VERDICTS),
+            "report_no": token,
+        }
+    ),
+    "recall.issued": Fields(
+        {"gtin": gtin, "lots": list_of(lot, 1, MAX_LIST, unique=True), "reason": text(),
+         "level": integer(1, 3)}
+    ),
+    "credit.adjusted": Fields(
+        {"org": uscc, "delta": integer(-1000, 1000), "reason": text(), "basis": text(),
+         "refs": refs}
+    ),
+    "blacklist.added": Fields(
+        {"org": uscc, "reason": text(), "basis": text(), "refs": refs}, {"until": time}
+    ),
+    "blacklist.removed": Fields({"org": uscc, "reason": text(), "refs": refs}),
+    "award.granted": Fields({"org": uscc, "title": text(200), "valid_until": time}),
+    "case.opened": Fields(
+        {
+            "case": token,
+            "respondent": uscc,
+            "batches": list_of(batch_ref, 0, 100),
+            "summary": text(2000),
+            "channel": token,
+        }
+    ),
+    "case.evidence": Fields({"case": token, "refs": refs, "note": text(2000)}),
+    "case.resolved": Fields(
+        {"case": token, "finding": one_of(*FINDINGS), "summary": text(2000), "refs": refs}
+    ),
+    "correction": Fields(
+        {"corrects": entry_index, "reason": text(), "replacement": lambda v, p: v}
+    ),
+}
+
+COMMON = ("type", "id", "by", "issued_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement whose fields have been checked; `body` holds the type's fields."""
+
+    type: str
+    id: str
+    by: str
+    issued_at: datetime
+    body: dict[str, Any]
+    replacement: Statement | None = None
+
+
+def parse_statement(obj: Any, path: str = "") -> Statement:
+    """Check a parsed payload against its type's fields. Raises Rejected."""
+    if not isinstance(obj, dict):
+        raise _bad(path or "statement", "must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str) or kind not in TYPES:
+        raise Rejected(
+            Rejection.UNKNOWN_TYPE,
+            f"{_join(path, 'type')}: unknown statement type {kind!r}",
+        )
+    for name in COMMON:
+        if name not in obj:
+            raise _bad(path, f"missing field {name!r}")
+    statement_id = uuid_text(obj["id"], _join(path, "id"))
+    by = uscc(obj["by"], _join(path, "by"))
+    issued_at = time(obj["issued_at"], _join(path, "issued_at"))
+    fields = {k: v for k, v in obj.items() if k not in COMMON}
+    body = TYPES[kind](fields, path)
+    replacement = None
+    if kind == "correction" and body["replacement"] is not None:
+        # A replacement is a whole statement of the corrected type; it is checked
+        # here for shape, and against the corrected entry when the rules run.
+        replacement = parse_statement(body["replacement"], _join(path, "replacement"))
+    return Statement(kind, statement_id, by, issued_at, body, replacement)

@@ -1,0 +1,205 @@
+"""Storage: the eventsourcing library's SQLite and PostgreSQL recorders, plus the Merkle nodes.
+
+The nodes of the RFC 9162 tree are written by the same recorder, in the same
+transaction as the events of the entries they cover, so no crash can leave log and
+tree disagreeing. A node (level, index) is the root of the perfect subtree over leaves
+[index·2^level, (index+1)·2^level); level 0 holds the leaf hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
+
+from ledger.errors import LedgerError, StorageError
+
+Coord = tuple[int, int]
+NewNode = tuple[int, int, bytes]
+
+DEFAULT_DB = "qledger.db"
+
+
+class TreeNodesMissing(LedgerError):
+    """The tree table lacks nodes the log says exist: the database was tampered with."""
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    """The library's SQLite application recorder, with the Merkle nodes beside the events."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS merkle_nodes ("
+            "level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+            "PRIMARY KEY (level, idx)) WITHOUT ROWID",
+        ]
+
+    def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        nodes: Sequence[NewNode] = kwargs.get("merkle_nodes", ())
+        if nodes:
+            c.executemany("INSERT INTO merkle_nodes VALUES (?,?,?)", nodes)
+        return ids
+
+    def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
+        if not coords:
+            return {}
+        placeholders = ",".join("(?,?)" for _ in coords)
+        params = [v for coord in coords for v in coord]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT level, idx, hash FROM merkle_nodes "
+                f"WHERE (level, idx) IN (VALUES {placeholders})",
+                params,
+            )
+            found = {(row[0], row[1]): bytes(row[2]) for row in c.fetchall()}
+        return _complete(coords, found)
+
+    def drop_nodes_from(self, size: int) -> None:
+        """Used by tests that play an attacker."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM merkle_nodes WHERE (idx + 1) << level > ?", (size,))
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    """The library's PostgreSQL application recorder, with the Merkle nodes beside the events."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.merkle_nodes ("
+                "level smallint NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL, "
+                "PRIMARY KEY (level, idx))"
+            ).format(schema=schema)
+        )
+        self._insert_nodes = SQL(
+            "INSERT INTO {schema}.merkle_nodes (level, idx, hash) "
+            "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
+        ).format(schema=schema)
+        self._select_nodes = SQL(
+            "SELECT n.level, n.idx, n.hash FROM {schema}.merkle_nodes n "
+            "JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) "
+            "ON n.level = w.level AND n.idx = w.idx"
+        ).format(schema=schema)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # This runs after the library has taken its table lock and inserted the
+        # events, inside the same transaction: the nodes commit or roll back with them.
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        nodes: Sequence[NewNode] = kwargs.get("merkle_nodes", ())
+        if nodes:
+            with curs.connection.cursor() as nodes_curs:
+                nodes_curs.execute(
+                    self._insert_nodes,
+                    ([n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes]),
+                    prepare=True,
+                )
+        return ids
+
+    def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
+        if not coords:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._select_nodes, ([c[0] for c in coords], [c[1] for c in coords]), prepare=True
+            )
+            found = {(row["level"], row["idx"]): bytes(row["hash"]) for row in curs.fetchall()}
+        return _complete(coords, found)
+
+    def drop_nodes_from(self, size: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {schema}.merkle_nodes WHERE (idx + 1) << level > %s").format(
+                    schema=Identifier(self.datastore.schema)
+                ),
+                (size,),
+            )
+
+
+def _complete(coords: Sequence[Coord], found: dict[Coord, bytes]) -> Mapping[Coord, bytes]:
+    if len(found) != len(set(coords)):
+        missing = sorted(set(coords) - found.keys())
+        raise TreeNodesMissing(f"Merkle tree nodes missing from the database: {missing[:5]}")
+    return found
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where a ledger lives: a SQLite file path or a PostgreSQL URL (QLEDGER_DB)."""
+
+    url: str
+
+    @classmethod
+    def from_env(cls, value: str | None = None) -> Database:
+        return cls(value or os.environ.get("QLEDGER_DB") or DEFAULT_DB)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
+
+    def describe(self) -> str:
+        if not self.is_postgres:
+            return self.url
+        parts = urlsplit(self.url)
+        return f"postgresql://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+    def env(self) -> dict[str, str]:
+        """The eventsourcing library's settings for this database."""
+        if not self.is_postgres:
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": self.url,
+                "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteLedgerRecorder),
+                "CREATE_TABLE": "y",
+            }
+        parts = urlsplit(self.url)
+        dbname = unquote(parts.path.lstrip("/")) or "postgres"
+        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or os.environ.get("USER", "postgres")),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", "public"),
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "4",
+            "APPLICATION_RECORDER_TOPIC": get_topic(PostgresLedgerRecorder),
+            "CREATE_TABLE": "y",
+        }
+        return env
+
+    def prepare(self) -> None:
+        """Create what the library does not: the PostgreSQL schema named in the URL."""
+        if not self.is_postgres:
+            directory = os.path.dirname(os.path.abspath(self.url))
+            if not os.path.isdir(directory):
+                raise StorageError(f"cannot create the ledger {self.url}: no folder {directory}")
+            return
+        schema = self.env()["POSTGRES_SCHEMA"]
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise StorageError(f"bad PostgreSQL schema name {schema!r}")
+        import psycopg
+
+        url = self.url.split("?", 1)[0]
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+        except psycopg.Error as e:
+            raise StorageError(f"cannot reach PostgreSQL at {self.describe()}: {e}") from None

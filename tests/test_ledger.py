@@ -1,0 +1,224 @@
+"""The ledger's write side as its users meet it: genesis, receipts, idempotency, batches,
+and two writers racing for the same flour."""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.domain.batch import Batch
+from ledger.errors import IdConflict, NotFound, Rejected, Rejection
+from ledger.log.hasher import leaf_hash
+from ledger.log.tree import MemoryNodes, root_at
+from tests.support import ROOT, World, make_gtin, make_uscc
+
+FARM, MILL, BAKERY = make_uscc(11), make_uscc(12), make_uscc(13)
+WHEAT = make_gtin(1)
+
+
+def farm_world(db_url: str) -> World:
+    world = World(db_url)
+    world.register(FARM, "青禾农场", "producer")
+    world.register(MILL, "金穗面粉厂", "producer")
+    world.register(BAKERY, "麦香烘焙", "producer")
+    world.produce(FARM, WHEAT, "W-2026-11", 1000, product="小麦", category="agricultural")
+    return world
+
+
+def test_a_new_ledger_holds_the_root_regulator_and_its_key(db_url: str) -> None:
+    world = World(db_url)
+    assert world.ledger.size() == 2
+    assert world.ledger.config.root_org == ROOT
+    first = world.ledger.statement_at(0)
+    second = world.ledger.statement_at(1)
+    assert (first.type, first.body["uscc"]) == ("org.registered", ROOT)
+    assert (second.type, second.body["org"]) == ("key.registered", ROOT)
+
+
+def test_a_ledger_is_created_once(db_url: str) -> None:
+    world = World(db_url)
+    with pytest.raises(Rejected) as e:
+        world.ledger.create("x", "y", ROOT, [])
+    assert e.value.kind is Rejection.LEDGER_NOT_EMPTY
+
+
+def test_nothing_is_appended_to_a_ledger_that_was_never_created(tmp_path: Any) -> None:
+    with pytest.raises(NotFound):
+        Ledger(str(tmp_path / "empty.db")).append([])
+
+
+def test_the_receipt_names_the_entry_and_its_leaf_hash(db_url: str) -> None:
+    world = farm_world(db_url)
+    receipt = world.ship(FARM, WHEAT, "W-2026-11", 400, MILL, "S-1")
+    stored = world.ledger.entry(receipt.index)
+    assert receipt.index == world.ledger.size() - 1
+    assert receipt.leaf_hash == leaf_hash(stored.text.encode()) == stored.leaf_hash
+    entry = stored.to_json()
+    assert entry["recorded_at"] == receipt.recorded_at
+    assert set(entry) == {"envelope", "recorded_at"}
+
+
+def test_the_same_envelope_twice_records_once_and_returns_the_first_receipt(db_url: str) -> None:
+    world = farm_world(db_url)
+    envelope = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=10,
+                              to=MILL, shipment="S-1")
+    first = world.ledger.append([envelope])[0]
+    size = world.ledger.size()
+    world.clock.advance(hours=1)
+    again = world.ledger.append([envelope])[0]
+    assert world.ledger.size() == size
+    assert (again.index, again.recorded_at, again.leaf_hash) == (
+        first.index, first.recorded_at, first.leaf_hash)
+    assert again.duplicate and not first.duplicate
+
+
+def test_the_same_id_with_other_content_is_a_conflict(db_url: str) -> None:
+    world = farm_world(db_url)
+    statement = world.statement("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=10,
+                                to=MILL, shipment="S-1")
+    from ledger import client
+
+    world.ledger.append([client.sign(statement, world.keys[FARM])])
+    size = world.ledger.size()
+    with pytest.raises(IdConflict) as e:
+        world.ledger.append([client.sign({**statement, "quantity": 11}, world.keys[FARM])])
+    assert e.value.kind is Rejection.ID_CONFLICT and e.value.index == size - 1
+    assert world.ledger.size() == size
+
+
+def test_a_batch_is_recorded_in_order_and_may_build_on_itself(db_url: str) -> None:
+    world = farm_world(db_url)
+    size = world.ledger.size()
+    batch = [
+        world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=400, to=MILL,
+                       shipment="S-1"),
+        world.envelope("batch.received", MILL, shipment="S-1", quantity=400),
+        world.envelope("batch.produced", MILL, gtin=make_gtin(2), lot="F1", product="面粉",
+                       category="food", quantity=300, unit="kg", produced_at="2026-11-21T00:00:00Z",
+                       standard="GB/T 1355-2021",
+                       inputs=[{"gtin": WHEAT, "lot": "W-2026-11", "quantity": 400}]),
+    ]
+    receipts = world.ledger.append(batch)
+    assert [r.index for r in receipts] == [size, size + 1, size + 2]
+    wheat: Batch = world.ledger.repository.get(Batch.create_id(WHEAT, "W-2026-11"))
+    assert wheat.holdings == {FARM: 600} and wheat.consumed == 400 and wheat.in_transit == 0
+
+
+def test_a_batch_with_one_bad_envelope_records_nothing(db_url: str) -> None:
+    world = farm_world(db_url)
+    size = world.ledger.size()
+    batch = [
+        world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=400, to=MILL,
+                       shipment="S-1"),
+        world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=700, to=MILL,
+                       shipment="S-2"),
+    ]
+    with pytest.raises(Rejected) as e:
+        world.ledger.append(batch)
+    assert e.value.kind is Rejection.INSUFFICIENT_QUANTITY and e.value.position == 1
+    assert world.ledger.size() == size
+    # The refused batch left no trace in memory either: the first shipment is still possible.
+    world.ship(FARM, WHEAT, "W-2026-11", 1000, MILL, "S-1")
+
+
+def test_more_than_a_thousand_envelopes_is_refused_whole(db_url: str) -> None:
+    world = World(db_url)
+    with pytest.raises(Rejected) as e:
+        world.ledger.append([{}] * 1001)
+    assert e.value.kind is Rejection.TOO_MANY
+
+
+def test_the_tree_in_the_database_is_the_tree_of_the_entries(db_url: str) -> None:
+    world = farm_world(db_url)
+    for n in range(5):
+        world.ship(FARM, WHEAT, "W-2026-11", 10, MILL, f"S-{n}")
+    size = world.ledger.size()
+    leaves = [leaf_hash(e.text.encode()) for e in world.ledger.entries(0, size)]
+    assert root_at(size, world.ledger.recorder) == root_at(size, MemoryNodes.from_leaf_hashes(leaves))  # type: ignore[arg-type]
+
+
+def test_two_writers_cannot_spend_the_same_flour(db_url: str) -> None:
+    """Mill and bakery run separate processes against one database. Both check the farm's
+    600 kg, both try to take 400: the second to commit must lose and be checked again."""
+    world = farm_world(db_url)
+    other = Ledger(db_url, clock=world.clock)
+    world.ledger.repository.get(Batch.create_id(WHEAT, "W-2026-11"))
+    other.repository.get(Batch.create_id(WHEAT, "W-2026-11"))  # both have it cached
+
+    first = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=600,
+                           to=MILL, shipment="S-1")
+    second = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=600,
+                            to=BAKERY, shipment="S-2")
+
+    # Let `other` validate `second` against the old state, then let `world` commit `first`
+    # just before `other` saves: a true race, made deterministic.
+    original_save = other.save
+    raced = []
+
+    def save_after_the_rival(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(world.ledger.append([first]))
+        return original_save(*args, **kwargs)
+
+    other.save = save_after_the_rival  # type: ignore[method-assign]
+    with pytest.raises(Rejected) as e:
+        other.append([second])
+    assert e.value.kind is Rejection.INSUFFICIENT_QUANTITY
+    fresh = Ledger(db_url)
+    wheat: Batch = fresh.repository.get(Batch.create_id(WHEAT, "W-2026-11"))
+    assert wheat.holdings == {FARM: 400} and wheat.in_transit == 600
+
+
+def test_independent_writers_both_get_gap_free_indexes(db_url: str) -> None:
+    world = farm_world(db_url)
+    other = Ledger(db_url, clock=world.clock)
+    other.size()
+    first = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=10,
+                           to=MILL, shipment="S-1")
+    second = world.envelope("batch.produced", MILL, gtin=make_gtin(3), lot="X", product="麸皮",
+                            category="food", quantity=5, unit="kg",
+                            produced_at="2026-11-21T00:00:00Z", standard="Q/JS 0001S-2026",
+                            inputs=[])
+    other.frontier()  # `other` knows the old size
+    size = world.ledger.size()
+    world.ledger.append([first])
+    receipt = other.append([second])[0]  # claims `size` first, conflicts, retries at size + 1
+    assert receipt.index == size + 1
+    fresh = Ledger(db_url)
+    assert [e.index for e in fresh.entries(0, size + 2)] == list(range(size + 2))
+
+
+def _ship_in_a_process(db_url: str, envelope: dict[str, Any], out: Any) -> None:
+    try:
+        Ledger(db_url).append([envelope])
+        out.put("recorded")
+    except Rejected as e:
+        out.put(e.kind.value)
+
+
+def test_four_processes_race_for_one_batch(db_url: str) -> None:
+    """Four distributors' systems ship from one 1,000 kg batch at once, 300 kg each:
+    exactly three shipments fit, whatever the interleaving."""
+    world = farm_world(db_url)
+    envelopes = [
+        world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=300,
+                       to=target, shipment=f"S-{n}")
+        for n, target in enumerate([MILL, BAKERY, MILL, BAKERY])
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=_ship_in_a_process, args=(db_url, e, out)) for e in envelopes]
+    for w in workers:
+        w.start()
+    results = sorted(out.get(timeout=120) for _ in workers)
+    for w in workers:
+        w.join(timeout=60)
+    assert results == ["insufficient-quantity", "recorded", "recorded", "recorded"]
+    fresh = Ledger(db_url)
+    wheat: Batch = fresh.repository.get(Batch.create_id(WHEAT, "W-2026-11"))
+    assert wheat.holdings == {FARM: 100} and wheat.in_transit == 900
+    size = fresh.size()
+    assert [e.index for e in fresh.entries(0, size)] == list(range(size))
