@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import RecordConflictError
 
 from ledger.canonical import canonical_bytes
@@ -25,12 +25,13 @@ from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
-from ledger.domain.record import StatementRecord
+from ledger.domain.record import StatementRecord, recorded
 from ledger.envelope import Envelope
 from ledger.keys import key_id
 from ledger.errors import IdConflict, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
+from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
 from ledger.store import Database
@@ -72,6 +73,14 @@ class Submission:
     envelope: Envelope
     statement: Statement
     digest: str  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
+    envelope_bytes: bytes  # JCS of the envelope
+
+
+def entry_bytes(envelope_bytes: bytes, recorded_at: str) -> bytes:
+    """JCS({"envelope": ..., "recorded_at": ...}) (PROTOCOL.md §3), built by concatenation:
+    JCS sorts "envelope" before "recorded_at", adds no white space, and a timestamp of
+    digits, '-', ':', '.', 'T' and 'Z' needs no escaping. Saves canonicalising twice."""
+    return b'{"envelope":' + envelope_bytes + b',"recorded_at":"' + recorded_at.encode() + b'"}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +222,9 @@ class Ledger(Application[UUID]):
                 statement = parse_statement(envelope.statement)
             except Rejected as e:
                 raise e.at(position) if len(envelopes) > 1 else e
-            digest = hashlib.sha256(canonical_bytes(envelope.to_json())).hexdigest()
-            out.append(Submission(envelope, statement, digest))
+            envelope_bytes = canonical_bytes(envelope.to_json())
+            digest = hashlib.sha256(envelope_bytes).hexdigest()
+            out.append(Submission(envelope, statement, digest, envelope_bytes))
         return out
 
     def _append(
@@ -242,7 +252,7 @@ class Ledger(Application[UUID]):
         current = self.frontier()
         frontier = Frontier(current.size, current.hashes)  # a copy: kept only if the save succeeds
         receipts: list[Receipt] = []
-        events: list[Appended] = []
+        events: list[Any] = []
         nodes: list[tuple[int, int, bytes]] = []
         in_batch: dict[str, tuple[str, Receipt]] = {}
         statements: dict[int, Statement] = {}
@@ -250,6 +260,7 @@ class Ledger(Application[UUID]):
         def read_statement(index: int) -> Statement:
             return statements[index] if index in statements else self.statement_at(index)
 
+        uow.prefetch(i for sub in submissions for i in references(sub.envelope, sub.statement))
         for position, sub in enumerate(submissions):
             s = sub.statement
             try:
@@ -282,24 +293,32 @@ class Ledger(Application[UUID]):
                 RULES[s.type](Context(uow, s, signer, index, now, read_statement))
             except Rejected as e:
                 raise e.at(position) if len(submissions) > 1 else e
-            text = canonical_bytes({"envelope": sub.envelope.to_json(), "recorded_at": recorded_at})
+            text = entry_bytes(sub.envelope_bytes, recorded_at)
             leaf = leaf_hash(text)
             nodes.extend(frontier.append(leaf))
             events.append(appended(index, text.decode("ascii"), leaf.hex(), s.id, now))
             receipt = Receipt(index, recorded_at, leaf)
-            uow.add(
-                StatementRecord(
-                    statement_id=s.id, digest=sub.digest, index=index, recorded_at=recorded_at,
-                    leaf_hash=leaf.hex(), by=s.by, type=s.type,
-                )
+            events.append(
+                recorded(s.id, sub.digest, index, recorded_at, leaf.hex(), s.by, s.type, now)
             )
             in_batch[s.id] = (sub.digest, receipt)
             statements[index] = s
             receipts.append(receipt)
         if events or extra:
-            self.save(*extra, *uow.changed(), *events, merkle_nodes=nodes)
+            self._save(extra + uow.changed(), events, nodes)
             self._frontier = frontier
         return receipts
+
+    def _save(self, aggregates: list[Any], events: list[Any], nodes: list[Any]) -> None:
+        # Application.save() checks every object against runtime Protocols, which costs
+        # more than the rest of recording an entry; the objects here are known.
+        processing = ProcessingEvent[UUID]()
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        processing.events.extend(events)
+        processing.saved_kwargs["merkle_nodes"] = nodes
+        self._notify(self._record(processing))
 
     def _authenticate(self, uow: UnitOfWork, sub: Submission, now: datetime) -> Organization:
         """Every signature verifies under a registered key active at `issued_at` and now;

@@ -362,16 +362,30 @@ _SCAN = json.JSONDecoder(
 
 
 def _is_canonical(statement: dict[str, Any], text: str, payload: bytes) -> bool:
-    # Parsing enforced everything _needs_reference checks except the key code
-    # points, and a key with a code point >= U+E000 implies the text has one:
-    # so an ASCII text, or one without such code points, or one where they
-    # occur only in values, may use the fast path.
-    if text.isascii() or _HIGH.search(text) is None or not _has_high_key(statement):
-        # Comparing str to str spares encoding: the text came from strict
-        # UTF-8, so equal strings mean equal bytes. A lone surrogate (only
-        # possible via a \ud8xx escape) makes them differ, as it must.
-        return bool(_ENCODER.encode(statement) == text)
-    return _reference_or_none(statement) == payload
+    # The parse enforced everything _needs_reference checks except the code
+    # points of keys. The fast path can only misorder keys of one object when
+    # one has an astral code point and another one in U+E000-U+FFFF (see the
+    # argument above), so the payload must then hold both raw, in UTF-8: a
+    # lead byte F0-F4 and one of EE/EF (lead bytes never occur elsewhere).
+    # Could such keys arrive escaped instead (\uXXXX)? Then the payload is
+    # not canonical, and also not the fast encoder's output, which never
+    # escapes a code point >= U+0020: the comparison below fails, correctly.
+    if _may_misorder(payload) and _has_high_key(statement):
+        return _reference_or_none(statement) == payload
+    # Comparing str to str spares encoding: the text came from strict UTF-8,
+    # so equal strings mean equal bytes. A lone surrogate (only possible via
+    # a \ud8xx escape) makes them differ, as it must.
+    return bool(_ENCODER.encode(statement) == text)
+
+
+def _may_misorder(payload: bytes) -> bool:
+    # Cheapest test first: ASCII is the common case, and CJK text (lead
+    # bytes E3-E9) rarely holds EE/EF (private use, full-width forms).
+    return (
+        not payload.isascii()
+        and (b"\xee" in payload or b"\xef" in payload)
+        and any(lead in payload for lead in (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4"))
+    )
 
 
 def _reference_or_none(statement: dict[str, Any]) -> bytes | None:

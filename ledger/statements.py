@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
@@ -40,15 +41,20 @@ Check = Callable[[Any, str], Any]
 
 
 def _bad(path: str, detail: str) -> Rejected:
-    return Rejected(Rejection.BAD_FIELDS, f"{path}: {detail}")
+    # Top-level problems have no path: "missing field 'to'", not ": missing field 'to'".
+    return Rejected(Rejection.BAD_FIELDS, f"{path}: {detail}" if path else detail)
 
 
 def _identifier(validate: Callable[[str], str]) -> Check:
+    # The same organizations and products recur in every batch, and a USCC check
+    # digit costs more than a dict lookup: remember the valid ones.
+    cached = lru_cache(maxsize=1 << 16)(validate)
+
     def check(value: Any, path: str) -> str:
         if not isinstance(value, str):
             raise Rejected(Rejection.BAD_IDENTIFIER, f"{path} must be a string")
         try:
-            return validate(value)
+            return cached(value)
         except Rejected as e:
             raise Rejected(Rejection.BAD_IDENTIFIER, f"{path}: {e.detail}") from None
 

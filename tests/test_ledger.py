@@ -155,7 +155,7 @@ def test_two_writers_cannot_spend_the_same_flour(db_url: str) -> None:
 
     # Let `other` validate `second` against the old state, then let `world` commit `first`
     # just before `other` saves: a true race, made deterministic.
-    original_save = other.save
+    original_save = other._save
     raced = []
 
     def save_after_the_rival(*args: Any, **kwargs: Any) -> Any:
@@ -163,7 +163,7 @@ def test_two_writers_cannot_spend_the_same_flour(db_url: str) -> None:
             raced.append(world.ledger.append([first]))
         return original_save(*args, **kwargs)
 
-    other.save = save_after_the_rival  # type: ignore[method-assign]
+    other._save = save_after_the_rival  # type: ignore[method-assign]
     with pytest.raises(Rejected) as e:
         other.append([second])
     assert e.value.kind is Rejection.INSUFFICIENT_QUANTITY

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import get_topic
 
 
 class StatementRecord(Aggregate):
@@ -24,3 +26,27 @@ class StatementRecord(Aggregate):
         self.leaf_hash = leaf_hash
         self.by = by
         self.type = type
+
+
+_TOPIC = get_topic(StatementRecord)
+
+
+def recorded(
+    statement_id: str, digest: str, index: int, recorded_at: str, leaf_hash: str, by: str,
+    type: str, at: datetime,
+) -> Aggregate.Event:
+    """The record's creation event, made directly: one is made for every entry, and the
+    aggregate itself is never needed by the writer that creates it."""
+    return StatementRecord.Recorded(  # type: ignore[attr-defined,no-any-return]
+        originator_id=StatementRecord.create_id(statement_id),
+        originator_version=1,
+        timestamp=at,
+        originator_topic=_TOPIC,
+        statement_id=statement_id,
+        digest=digest,
+        index=index,
+        recorded_at=recorded_at,
+        leaf_hash=leaf_hash,
+        by=by,
+        type=type,
+    )
