@@ -109,7 +109,6 @@ def _beside_database(args: argparse.Namespace, name: str) -> Path:
 def cmd_init(args: argparse.Namespace) -> int:
     from ledger import client, keys
     from ledger.identifiers import validate_region, validate_uscc
-    from ledger.log.checkpoint import verifier_key
 
     root = validate_uscc(args.root_org)
     validate_region(args.root_region)
@@ -142,9 +141,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     keys.write_private_key(log_key_path, log_key)
     if args.root_key is None:
         keys.write_private_key(root_key_path, root_key)
-    receipts = ledger.create(
-        args.origin, verifier_key(args.origin, keys.public_bytes(log_key)), root, genesis
-    )
+    receipts = ledger.create(args.origin, log_key, root, genesis)
     print(f"created ledger {args.origin} in {ledger.database.describe()}")
     print(f"log key:  {log_key_path}")
     print(f"root key: {root_key_path} (key id {keys.key_id(public)})")

@@ -9,15 +9,18 @@ again against the new state and retried.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from base64 import b64decode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import RecordConflictError
 
 from ledger.canonical import canonical_bytes
@@ -27,8 +30,11 @@ from ledger.domain.log import Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
 from ledger.domain.record import StatementRecord, recorded
 from ledger.envelope import Envelope
-from ledger.keys import key_id
-from ledger.errors import IdConflict, LedgerError, NotFound, Rejected, Rejection, StorageError
+from ledger.keys import key_id, load_private_key
+from ledger.log import tree
+from ledger.log.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from ledger.log.verify import parse_verifier_key
+from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
 from ledger.references import references
@@ -106,7 +112,13 @@ class Ledger(Application[UUID]):
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
-    def __init__(self, database: Database | str | None = None, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        database: Database | str | None = None,
+        *,
+        clock: Clock = utc_now,
+        log_key: Ed25519PrivateKey | None = None,
+    ) -> None:
         if not isinstance(database, Database):
             database = Database.from_env(database)
         self.database = database
@@ -118,6 +130,7 @@ class Ledger(Application[UUID]):
         except Exception as e:  # the library raises its own errors for a bad database
             raise StorageError(f"cannot open the ledger {database.describe()}: {e}") from None
         self.clock = clock
+        self._log_key = log_key
         self._write_lock = threading.Lock()
         self._frontier: Frontier | None = None
         self._config: LedgerConfig | None = None
@@ -185,18 +198,83 @@ class Ledger(Application[UUID]):
             self._frontier.append(bytes.fromhex(e.leaf_hash))
         return self._frontier
 
+    # ---- the verifiable log (PROTOCOL.md §3-4) ----------------------------------
+
+    def log_key(self) -> Ed25519PrivateKey:
+        """The log signing key: given, else $QLEDGER_LOG_KEY, else log-key.pem beside
+        a SQLite database (where `qledger init` writes it)."""
+        if self._log_key is None:
+            path = os.environ.get("QLEDGER_LOG_KEY")
+            if not path and not self.database.is_postgres:
+                path = os.path.join(os.path.dirname(os.path.abspath(self.database.url)), "log-key.pem")
+            if not path or not os.path.exists(path):
+                raise StorageError(
+                    "no log signing key to sign checkpoints with: set QLEDGER_LOG_KEY "
+                    "to the PEM file `qledger init` wrote"
+                )
+            key = load_private_key(Path(path))
+            expected = parse_verifier_key(self.config.log_key).public_key
+            if key.public_key().public_bytes_raw() != expected:
+                raise StorageError(f"{path} is not this ledger's log key")
+            self._log_key = key
+        return self._log_key
+
+    def _sign_checkpoint(self, size: int, root: bytes) -> str:
+        origin = self.config.origin
+        return sign_checkpoint(Checkpoint(origin, size, root), origin, self.log_key())
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint (C2SP signed note)."""
+        latest = self.recorder.latest_checkpoint()  # type: ignore[attr-defined]
+        if latest is None:
+            raise NotFound("the ledger has no checkpoint yet")
+        return str(latest[1])
+
+    def checkpoint_at(self, size: int) -> str:
+        note = self.recorder.checkpoint_at(size)  # type: ignore[attr-defined]
+        if note is None:
+            raise NotFound(f"no checkpoint was signed at tree size {size}")
+        return str(note)
+
+    def root_at(self, size: int) -> bytes:
+        self._check_size(size)
+        return tree.root_at(size, self.recorder)  # type: ignore[arg-type]
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3 proof that entry `index` is in the tree of `size` entries."""
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise InvalidRequest(f"index {index} is not below tree size {size}")
+        return tree.inclusion_proof(index, size, self.recorder)  # type: ignore[arg-type]
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 §2.1.4 proof that the tree of `first` entries is a prefix of `second`."""
+        self._check_size(second)
+        if not 0 < first <= second:
+            raise InvalidRequest(f"need 0 < first <= second, not first={first}, second={second}")
+        return tree.consistency_proof(first, second, self.recorder)  # type: ignore[arg-type]
+
+    def _check_size(self, size: int) -> None:
+        current = self.size()
+        if not 0 <= size <= current:
+            raise InvalidRequest(f"tree size {size} is beyond the log's {current} entries")
+
     # ---- writing ---------------------------------------------------------------
 
     def create(
-        self, origin: str, log_key: str, root_org: str, genesis: Sequence[Any]
+        self, origin: str, log_key: Ed25519PrivateKey, root_org: str, genesis: Sequence[Any]
     ) -> list[Receipt]:
         """Create the ledger: its config, then the root regulator's registration and key
-        as entries 0 and 1, both signed by that key (CLI.md `init`)."""
+        as entries 0 and 1, both signed by that key (CLI.md `init`). The origin is also
+        the name of the log key in signed checkpoints."""
         if self.size() > 0 or self.is_created():
             raise Rejected(Rejection.LEDGER_NOT_EMPTY, f"{self.database.describe()} holds a ledger already")
         submissions = self.prepare(genesis)
         _check_genesis(submissions, root_org)
-        config = LedgerConfig(origin=origin, log_key=log_key, root_org=root_org)
+        verifier = verifier_key(origin, log_key.public_key().public_bytes_raw())
+        config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
+        self._config = config
+        self._log_key = log_key
         return self._append(submissions, extra=[config], genesis=True)
 
     def append(self, envelopes: Sequence[Any]) -> list[Receipt]:
@@ -305,11 +383,17 @@ class Ledger(Application[UUID]):
             statements[index] = s
             receipts.append(receipt)
         if events or extra:
-            self._save(extra + uow.changed(), events, nodes)
+            # The checkpoint for the new size commits with the entries: a checkpoint
+            # covering an entry exists as soon as its append is acknowledged.
+            checkpoint = (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
+            self._save(extra + uow.changed(), events, nodes, checkpoint)
             self._frontier = frontier
         return receipts
 
-    def _save(self, aggregates: list[Any], events: list[Any], nodes: list[Any]) -> None:
+    def _save(
+        self, aggregates: list[Any], events: list[Any], nodes: list[Any],
+        checkpoint: tuple[int, str],
+    ) -> None:
         # Application.save() checks every object against runtime Protocols, which costs
         # more than the rest of recording an entry; the objects here are known.
         processing = ProcessingEvent[UUID]()
@@ -318,6 +402,7 @@ class Ledger(Application[UUID]):
             processing.aggregates[aggregate.id] = aggregate
         processing.events.extend(events)
         processing.saved_kwargs["merkle_nodes"] = nodes
+        processing.saved_kwargs["checkpoint"] = checkpoint
         self._notify(self._record(processing))
 
     def _authenticate(self, uow: UnitOfWork, sub: Submission, now: datetime) -> Organization:

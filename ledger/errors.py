@@ -3,6 +3,7 @@
 LedgerError
 ├── Rejected          a statement or envelope refused: nothing was recorded
 │   └── IdConflict    the same statement `id` with a different envelope
+├── InvalidRequest    a question asked wrongly (index beyond size …)
 ├── NotFound          an entry, batch, organization … that does not exist
 ├── VerificationError a signature, proof or checkpoint that does not verify
 └── StorageError      the database could not be used
@@ -101,6 +102,10 @@ class IdConflict(Rejected):
         )
         self.statement_id = statement_id
         self.index = index
+
+
+class InvalidRequest(LedgerError):
+    """A question the ledger cannot answer as asked (a proof for an index beyond the size)."""
 
 
 class NotFound(LedgerError):

@@ -43,6 +43,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS merkle_nodes ("
             "level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
             "PRIMARY KEY (level, idx)) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS checkpoints ("
+            "size INTEGER PRIMARY KEY, note TEXT NOT NULL)",
         ]
 
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
@@ -66,7 +68,22 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         nodes: Sequence[NewNode] = kwargs.get("merkle_nodes", ())
         if nodes:
             c.executemany("INSERT INTO merkle_nodes VALUES (?,?,?)", nodes)
+        checkpoint: tuple[int, str] | None = kwargs.get("checkpoint")
+        if checkpoint:
+            c.execute("INSERT INTO checkpoints VALUES (?,?)", checkpoint)
         return ids
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            row = c.fetchone()
+        return (row[0], row[1]) if row else None
+
+    def checkpoint_at(self, size: int) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT note FROM checkpoints WHERE size = ?", (size,))
+            row = c.fetchone()
+        return row[0] if row else None
 
     def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
         if not coords:
@@ -128,6 +145,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 "PRIMARY KEY (level, idx))"
             ).format(schema=schema)
         )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.checkpoints ("
+                "size bigint PRIMARY KEY, note text NOT NULL)"
+            ).format(schema=schema)
+        )
+        self._insert_checkpoint = SQL(
+            "INSERT INTO {schema}.checkpoints (size, note) VALUES (%s, %s)"
+        ).format(schema=schema)
+        self._latest_checkpoint = SQL(
+            "SELECT size, note FROM {schema}.checkpoints ORDER BY size DESC LIMIT 1"
+        ).format(schema=schema)
+        self._checkpoint_at = SQL("SELECT note FROM {schema}.checkpoints WHERE size = %s").format(
+            schema=schema
+        )
         self._insert_nodes = SQL(
             "INSERT INTO {schema}.merkle_nodes (level, idx, hash) "
             "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
@@ -183,7 +215,23 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                     ([n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes]),
                     prepare=True,
                 )
+        checkpoint: tuple[int, str] | None = kwargs.get("checkpoint")
+        if checkpoint:
+            with curs.connection.cursor() as cp_curs:
+                cp_curs.execute(self._insert_checkpoint, checkpoint, prepare=True)
         return ids
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._latest_checkpoint, prepare=True)
+            row = curs.fetchone()
+        return (row["size"], row["note"]) if row else None
+
+    def checkpoint_at(self, size: int) -> str | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._checkpoint_at, (size,), prepare=True)
+            row = curs.fetchone()
+        return row["note"] if row else None
 
     def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
         if not coords:

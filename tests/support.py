@@ -15,7 +15,6 @@ from stdnum.cn import uscc as stdnum_uscc
 from ledger import client, keys
 from ledger.application import Ledger, Receipt
 from ledger.identifiers import gtin_check_digit
-from ledger.log.checkpoint import verifier_key
 
 ORIGIN = "ledger.quality.example/v1"
 T0 = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
@@ -53,9 +52,9 @@ class Clock:
 class World:
     def __init__(self, db: str, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.ledger = Ledger(db, clock=self.clock)
-        self.keys: dict[str, Ed25519PrivateKey] = {}
         self.log_key = keys.generate_private_key()
+        self.ledger = Ledger(db, clock=self.clock, log_key=self.log_key)
+        self.keys: dict[str, Ed25519PrivateKey] = {}
         root_key = keys.generate_private_key()
         self.keys[ROOT] = root_key
         genesis = [
@@ -64,7 +63,7 @@ class World:
             self.envelope("key.registered", ROOT, org=ROOT,
                           public_key=keys.encode_public_key(keys.public_bytes(root_key))),
         ]
-        self.ledger.create(ORIGIN, verifier_key(ORIGIN, keys.public_bytes(self.log_key)), ROOT, genesis)
+        self.ledger.create(ORIGIN, self.log_key, ROOT, genesis)
 
     def statement(self, type: str, by: str, **fields: Any) -> dict[str, Any]:
         fields.setdefault("issued_at", self.clock.now)

@@ -131,8 +131,10 @@ def test_sign_rejects_a_file_that_is_not_json(
 class Operator:
     """A regulator's operator with a fresh ledger and the root key on disk."""
 
-    def __init__(self, tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    def __init__(self, tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str],
+                 monkeypatch: pytest.MonkeyPatch) -> None:
         self.db, self.capsys, self.dir = db, capsys, tmp_path
+        monkeypatch.setenv("QLEDGER_LOG_KEY", str(tmp_path / "log.pem"))
         self.root_key = keys.generate_private_key()
         keys.write_private_key(tmp_path / "root.pem", self.root_key)
         assert _init(capsys, db, "--log-key", str(tmp_path / "log.pem"),
@@ -148,9 +150,10 @@ class Operator:
 
 
 def test_submit_takes_one_envelope_an_array_or_json_lines(
-    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    op = Operator(tmp_path, db_url, capsys)
+    op = Operator(tmp_path, db_url, capsys, monkeypatch)
     (tmp_path / "one.json").write_text(json.dumps(op.org(1)))
     (tmp_path / "many.json").write_text(json.dumps([op.org(2), op.org(3)]))
     (tmp_path / "many.jsonl").write_text("\n".join(json.dumps(op.org(n)) for n in (4, 5, 6)) + "\n")
@@ -164,12 +167,13 @@ def test_submit_takes_one_envelope_an_array_or_json_lines(
 
 
 def test_submit_stops_at_a_bad_envelope_and_resumes_after_the_fix(
-    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """2,500 registrations in chunks of 1,000; number 1,500 has a broken signature. The first
     chunk is recorded, the second is not, and running the same command after fixing the
     file records the rest without recording anything twice."""
-    op = Operator(tmp_path, db_url, capsys)
+    op = Operator(tmp_path, db_url, capsys, monkeypatch)
     envelopes = [op.org(n) for n in range(2500)]
     good = envelopes[1500]
     sig = bytearray(base64.b64decode(good["signatures"][0]["sig"]))

@@ -7,6 +7,7 @@ import multiprocessing
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.application import Ledger
 from ledger.domain.batch import Batch
@@ -144,7 +145,7 @@ def test_two_writers_cannot_spend_the_same_flour(db_url: str) -> None:
     """Mill and bakery run separate processes against one database. Both check the farm's
     600 kg, both try to take 400: the second to commit must lose and be checked again."""
     world = farm_world(db_url)
-    other = Ledger(db_url, clock=world.clock)
+    other = Ledger(db_url, clock=world.clock, log_key=world.log_key)
     world.ledger.repository.get(Batch.create_id(WHEAT, "W-2026-11"))
     other.repository.get(Batch.create_id(WHEAT, "W-2026-11"))  # both have it cached
 
@@ -174,7 +175,7 @@ def test_two_writers_cannot_spend_the_same_flour(db_url: str) -> None:
 
 def test_independent_writers_both_get_gap_free_indexes(db_url: str) -> None:
     world = farm_world(db_url)
-    other = Ledger(db_url, clock=world.clock)
+    other = Ledger(db_url, clock=world.clock, log_key=world.log_key)
     other.size()
     first = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=10,
                            to=MILL, shipment="S-1")
@@ -191,9 +192,9 @@ def test_independent_writers_both_get_gap_free_indexes(db_url: str) -> None:
     assert [e.index for e in fresh.entries(0, size + 2)] == list(range(size + 2))
 
 
-def _ship_in_a_process(db_url: str, envelope: dict[str, Any], out: Any) -> None:
+def _ship_in_a_process(db_url: str, log_key: bytes, envelope: dict[str, Any], out: Any) -> None:
     try:
-        Ledger(db_url).append([envelope])
+        Ledger(db_url, log_key=Ed25519PrivateKey.from_private_bytes(log_key)).append([envelope])
         out.put("recorded")
     except Rejected as e:
         out.put(e.kind.value)
@@ -210,7 +211,7 @@ def test_four_processes_race_for_one_batch(db_url: str) -> None:
     ]
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    workers = [ctx.Process(target=_ship_in_a_process, args=(db_url, e, out)) for e in envelopes]
+    workers = [ctx.Process(target=_ship_in_a_process, args=(db_url, world.log_key.private_bytes_raw(), e, out)) for e in envelopes]
     for w in workers:
         w.start()
     results = sorted(out.get(timeout=120) for _ in workers)

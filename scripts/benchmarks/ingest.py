@@ -21,7 +21,6 @@ from ledger import client, keys
 from ledger.application import Ledger
 from ledger.envelope import Envelope
 from ledger.identifiers import gtin_check_digit
-from ledger.log.checkpoint import verifier_key
 from scripts.benchmarks.common import database, machine, postgres_available
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -61,15 +60,14 @@ class Workload:
         return client.sign(client.new_statement(type, by, issued_at=T0, **fields), self.keys[by])
 
     def create(self, db: str) -> Ledger:
-        ledger = Ledger(db, clock=lambda: datetime.now(UTC))
+        ledger = Ledger(db, clock=lambda: datetime.now(UTC), log_key=self.log_key)
         root_pub = keys.encode_public_key(keys.public_bytes(self.keys[self.root]))
         genesis = [
             self._sign("org.registered", self.root, uscc=self.root, name="Regulator",
                        roles=["regulator"], region="110000"),
             self._sign("key.registered", self.root, org=self.root, public_key=root_pub),
         ]
-        ledger.create("bench.example/v1", verifier_key("bench.example/v1",
-                      keys.public_bytes(self.log_key)), self.root, genesis)
+        ledger.create("bench.example/v1", self.log_key, self.root, genesis)
         setup = []
         for role, orgs in self.roles.items():
             for org in orgs:
