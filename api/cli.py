@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(run=cmd_submit)
 
+    p = commands.add_parser("audit", parents=[db], help="re-verify the whole log")
+    p.add_argument("--trusted-key", help="the log's verifier key string as you hold it "
+                   "(default: the one recorded in the ledger)")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.set_defaults(run=cmd_audit)
+
     return parser
 
 
@@ -251,6 +257,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if done == 0:
         raise UsageError(f"{args.file}: no envelopes")
     return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ledger.audit import audit
+
+    ledger = _open_ledger(args)
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"qledger: audited {done}/{total} entries", file=sys.stderr)
+
+    report = audit(ledger, trusted_log_key=args.trusted_key, progress=progress)
+    if report.ok:
+        print(f"audit ok: {report.size} entries re-verified; tree and checkpoint at size "
+              f"{report.checkpoint_size} agree")
+        return EXIT_OK
+    for problem in report.problems:
+        print(problem)
+    bad = report.bad_indexes()
+    print(f"audit FAILED: {len(report.problems)} problems"
+          + (f"; bad entries: {', '.join(map(str, bad))}" if bad else ""))
+    return EXIT_VERIFY
 
 
 if __name__ == "__main__":

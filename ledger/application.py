@@ -287,6 +287,36 @@ class Ledger(Application[UUID]):
         self.config  # noqa: B018 - a ledger must exist before anything is appended
         return self._append(self.prepare(envelopes))
 
+    def replay(
+        self, envelopes: Sequence[Any], stamps: Sequence[tuple[datetime, str]],
+        *, origin: str | None = None, root_org: str | None = None,
+    ) -> list[Receipt]:
+        """Record envelopes again with the recording times they had in another ledger,
+        checking every rule as of those times (audit and import). With `origin` and
+        `root_org` the envelopes start a new ledger: the first two are its genesis."""
+        submissions = self.prepare(envelopes)
+        if origin is None:
+            self.config  # noqa: B018
+            return self._append(submissions, stamps=stamps)
+        if root_org is None or self.size() > 0 or self.is_created():
+            raise Rejected(Rejection.LEDGER_NOT_EMPTY, "replaying a genesis needs an empty ledger")
+        _check_genesis(submissions, root_org)
+        verifier = verifier_key(origin, self.log_key().public_key().public_bytes_raw())
+        config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
+        self._config = config
+        return self._append(submissions, extra=[config], genesis=True, stamps=stamps)
+
+    def record_unverified(self, index: int, text: str, at: datetime) -> None:
+        """Put an entry in the log without applying it: the audit's stand-in for an entry
+        that failed, so later entries keep their indexes."""
+        with self._write_lock:
+            frontier = self.frontier()
+            if frontier.size != index:
+                raise InvalidRequest(f"entry {index} cannot follow a log of {frontier.size}")
+            leaf = leaf_hash(text.encode())
+            nodes = frontier.append(leaf)
+            self._save([], [appended(index, text, leaf.hex(), f"unverified-{index}", at)], nodes, None)
+
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
         if len(envelopes) > MAX_BATCH:
@@ -306,13 +336,17 @@ class Ledger(Application[UUID]):
         return out
 
     def _append(
-        self, submissions: list[Submission], extra: Iterable[Any] = (), genesis: bool = False
+        self,
+        submissions: list[Submission],
+        extra: Iterable[Any] = (),
+        genesis: bool = False,
+        stamps: Sequence[tuple[datetime, str]] | None = None,
     ) -> list[Receipt]:
         with self._write_lock:
             for _ in range(MAX_RETRIES):
                 uow = UnitOfWork(self.repository)
                 try:
-                    return self._append_once(uow, submissions, list(extra), genesis)
+                    return self._append_once(uow, submissions, list(extra), genesis, stamps)
                 except RecordConflictError:
                     # Another process appended first: start again from its state.
                     uow.discard()
@@ -320,11 +354,21 @@ class Ledger(Application[UUID]):
                 except BaseException:
                     uow.discard()
                     raise
-            raise StorageError("the ledger is too busy: gave up after repeated write conflicts")
+            raise StorageError(
+                "gave up after repeated write conflicts: the ledger is very busy, or its "
+                "database was altered behind its back (run `qledger audit`)"
+            )
 
     def _append_once(
-        self, uow: UnitOfWork, submissions: list[Submission], extra: list[Any], genesis: bool
+        self,
+        uow: UnitOfWork,
+        submissions: list[Submission],
+        extra: list[Any],
+        genesis: bool,
+        stamps: Sequence[tuple[datetime, str]] | None,
     ) -> list[Receipt]:
+        """`stamps` (the audit's replay) gives each entry the recording time it had;
+        otherwise the whole batch is recorded now."""
         now = self.clock()
         recorded_at = format_recorded_at(now)
         current = self.frontier()
@@ -341,16 +385,20 @@ class Ledger(Application[UUID]):
         uow.prefetch(i for sub in submissions for i in references(sub.envelope, sub.statement))
         for position, sub in enumerate(submissions):
             s = sub.statement
+            if stamps is not None:
+                now, recorded_at = stamps[position]
             try:
                 if s.id in in_batch:
                     digest, receipt = in_batch[s.id]
-                    if digest != sub.digest:
+                    if digest != sub.digest or stamps is not None:
                         raise IdConflict(s.id, receipt.index)
                     receipts.append(receipt)
                     continue
                 record = uow.get(StatementRecord, StatementRecord.create_id(s.id))
                 if record is not None:
-                    if record.digest != sub.digest:
+                    if record.digest != sub.digest or stamps is not None:
+                        # On replay (audit, import) a statement seen before is an
+                        # entry recorded twice: a fault, never a receipt to hand back.
                         raise IdConflict(s.id, record.index)
                     receipts.append(
                         Receipt(record.index, record.recorded_at, bytes.fromhex(record.leaf_hash), True)
@@ -392,7 +440,7 @@ class Ledger(Application[UUID]):
 
     def _save(
         self, aggregates: list[Any], events: list[Any], nodes: list[Any],
-        checkpoint: tuple[int, str],
+        checkpoint: tuple[int, str] | None,
     ) -> None:
         # Application.save() checks every object against runtime Protocols, which costs
         # more than the rest of recording an entry; the objects here are known.
