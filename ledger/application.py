@@ -131,6 +131,9 @@ class Ledger(Application[UUID]):
             raise StorageError(f"cannot open the ledger {database.describe()}: {e}") from None
         self.clock = clock
         self._log_key = log_key
+        # Only `scripts/bench log` turns this off, to measure what the tree costs.
+        self.maintain_tree = True
+        self._known_size = 0
         self._write_lock = threading.Lock()
         self._frontier: Frontier | None = None
         self._config: LedgerConfig | None = None
@@ -255,7 +258,11 @@ class Ledger(Application[UUID]):
         return tree.consistency_proof(first, second, self.recorder)  # type: ignore[arg-type]
 
     def _check_size(self, size: int) -> None:
-        current = self.size()
+        # The log only grows, so a size seen once stays valid: ask the database only
+        # for sizes beyond it.
+        if 0 <= size <= self._known_size:
+            return
+        current = self._known_size = self.size()
         if not 0 <= size <= current:
             raise InvalidRequest(f"tree size {size} is beyond the log's {current} entries")
 
@@ -371,8 +378,12 @@ class Ledger(Application[UUID]):
         otherwise the whole batch is recorded now."""
         now = self.clock()
         recorded_at = format_recorded_at(now)
-        current = self.frontier()
-        frontier = Frontier(current.size, current.hashes)  # a copy: kept only if the save succeeds
+        if self.maintain_tree:
+            current = self.frontier()
+            frontier = Frontier(current.size, current.hashes)  # a copy: kept if the save succeeds
+            next_index = frontier.size
+        else:
+            frontier, next_index = Frontier(), self.size()
         receipts: list[Receipt] = []
         events: list[Any] = []
         nodes: list[tuple[int, int, bytes]] = []
@@ -404,7 +415,7 @@ class Ledger(Application[UUID]):
                         Receipt(record.index, record.recorded_at, bytes.fromhex(record.leaf_hash), True)
                     )
                     continue
-                index = frontier.size
+                index = next_index
                 if s.issued_at > now + MAX_FUTURE:
                     raise Rejected(
                         Rejection.FUTURE_STATEMENT,
@@ -421,21 +432,26 @@ class Ledger(Application[UUID]):
                 raise e.at(position) if len(submissions) > 1 else e
             text = entry_bytes(sub.envelope_bytes, recorded_at)
             leaf = leaf_hash(text)
-            nodes.extend(frontier.append(leaf))
+            if self.maintain_tree:
+                nodes.extend(frontier.append(leaf))
             events.append(appended(index, text.decode("ascii"), leaf.hex(), s.id, now))
             receipt = Receipt(index, recorded_at, leaf)
             events.append(
                 recorded(s.id, sub.digest, index, recorded_at, leaf.hex(), s.by, s.type, now)
             )
+            next_index += 1
             in_batch[s.id] = (sub.digest, receipt)
             statements[index] = s
             receipts.append(receipt)
         if events or extra:
             # The checkpoint for the new size commits with the entries: a checkpoint
             # covering an entry exists as soon as its append is acknowledged.
-            checkpoint = (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
+            checkpoint = (
+                (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
+                if self.maintain_tree else None
+            )
             self._save(extra + uow.changed(), events, nodes, checkpoint)
-            self._frontier = frontier
+            self._frontier = frontier if self.maintain_tree else None
         return receipts
 
     def _save(

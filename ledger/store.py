@@ -91,9 +91,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         placeholders = ",".join("(?,?)" for _ in coords)
         params = [v for coord in coords for v in coord]
         with self.datastore.transaction(commit=False) as c:
+            # A join on a VALUES list lets SQLite look each node up by primary key;
+            # a row-value IN (...) would scan the table.
             c.execute(
-                "SELECT level, idx, hash FROM merkle_nodes "
-                f"WHERE (level, idx) IN (VALUES {placeholders})",
+                f"WITH w(l, i) AS (VALUES {placeholders}) SELECT n.level, n.idx, n.hash "
+                "FROM w JOIN merkle_nodes n ON n.level = w.l AND n.idx = w.i",
                 params,
             )
             found = {(row[0], row[1]): bytes(row[2]) for row in c.fetchall()}

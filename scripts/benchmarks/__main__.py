@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from scripts.benchmarks import ingest
+from scripts.benchmarks import ingest, log
 
-BENCHES = {"ingest": ingest.main}
+BENCHES = {"ingest": ingest.main, "log": log.main}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,128 @@
+"""scripts/bench log: the verifiable log at scale.
+
+- ingest with the Merkle tree maintained versus not (the tree's share of ingest time);
+- a ledger of --entries entries (default 1,000,000): inclusion and consistency proof
+  generation p50/p99 from the stored tree, and the proof verification rate;
+- `audit` rate on a --audit-n entry ledger, as a share of the raw Ed25519 verify rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from typing import Any
+
+from ledger.audit import audit
+from ledger.log.verify import verify_checkpoint, verify_consistency, verify_inclusion
+from scripts.benchmarks.common import database, machine, postgres_available
+from scripts.benchmarks.ingest import Workload, raw_verify_rate
+
+
+def _ingest(ledger: Any, work: Workload, count: int, start: int, chunk: int = 1000) -> float:
+    stream = work.stream(count, start=start)
+    began = time.perf_counter()
+    done = 0
+    while done < count:
+        batch = [next(stream) for _ in range(min(chunk, count - done))]
+        ledger.append(batch)
+        done += len(batch)
+    return count / (time.perf_counter() - began)
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    samples.sort()
+    return {
+        "p50_ms": round(statistics.median(samples) * 1000, 4),
+        "p99_ms": round(samples[int(len(samples) * 0.99) - 1] * 1000, 4),
+    }
+
+
+def run_backend(backend: str, entries: int, ratio_n: int, audit_n: int, verify: float) -> dict[str, Any]:
+    work = Workload()
+    out: dict[str, Any] = {}
+    # 1. What the tree costs at ingest: the same stream with and without it.
+    rates = {}
+    for maintain in (False, True):
+        with database(backend) as db:
+            ledger = work.create(db)
+            ledger.maintain_tree = maintain
+            rates[maintain] = _ingest(ledger, work, ratio_n, start=0)
+            ledger.close()
+    out["ingest_with_tree_per_s"] = round(rates[True])
+    out["ingest_without_tree_per_s"] = round(rates[False])
+    out["tree_share_of_ingest_time"] = round(1 - rates[True] / rates[False], 3)
+
+    # 2. Audit rate against the raw verify rate.
+    with database(backend) as db:
+        ledger = work.create(db)
+        _ingest(ledger, work, audit_n, start=0)
+        began = time.perf_counter()
+        report = audit(ledger)
+        audit_rate = ledger.size() / (time.perf_counter() - began)
+        assert report.ok, report.problems[:3]
+        out["audit_entries_per_s"] = round(audit_rate)
+        out["audit_ratio_to_verify"] = round(audit_rate / verify, 3)
+        ledger.close()
+
+    # 3. Proofs on a large ledger.
+    with database(backend) as db:
+        ledger = work.create(db)
+        began = time.perf_counter()
+        _ingest(ledger, work, entries - ledger.size(), start=0)
+        out["large_ingest_per_s"] = round(ledger.size() / (time.perf_counter() - began))
+        size = ledger.size()
+        out["entries"] = size
+        checkpoint = verify_checkpoint(ledger.checkpoint(), ledger.config.log_key)
+        rng = random.Random(7)
+        samples, proofs = [], []
+        for _ in range(3000):
+            index = rng.randrange(size)
+            began = time.perf_counter()
+            proof = ledger.inclusion_proof(index, size)
+            samples.append(time.perf_counter() - began)
+            proofs.append((index, proof))
+        out["inclusion_proof"] = _percentiles(samples)
+        samples = []
+        for _ in range(1000):
+            first = rng.randrange(1, size)
+            began = time.perf_counter()
+            ledger.consistency_proof(first, size)
+            samples.append(time.perf_counter() - began)
+        out["consistency_proof"] = _percentiles(samples)
+        leaves = {i: ledger.entry(i).leaf_hash for i, _ in proofs}
+        began = time.perf_counter()
+        for index, proof in proofs:
+            verify_inclusion(index, size, leaves[index], proof, checkpoint.root_hash)
+        out["inclusion_verify_per_s"] = round(len(proofs) / (time.perf_counter() - began))
+        first = size // 3
+        old_root = ledger.root_at(first)
+        verify_consistency(first, size, old_root, checkpoint.root_hash,
+                           ledger.consistency_proof(first, size))
+        ledger.close()
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench log")
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--ratio-n", type=int, default=20_000)
+    parser.add_argument("--audit-n", type=int, default=20_000)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    backends = [b for b in args.backends.split(",") if b]
+    if "postgres" in backends and not postgres_available():
+        print("PostgreSQL not reachable: measuring SQLite only")
+        backends.remove("postgres")
+    work = Workload()
+    verify = raw_verify_rate(list(work.stream(500)))
+    result: dict[str, Any] = {"machine": machine(), "raw_verify_per_s": round(verify)}
+    for backend in backends:
+        result[backend] = run_backend(backend, args.entries, args.ratio_n, args.audit_n, verify)
+        if not args.json:
+            print(backend, json.dumps(result[backend]), flush=True)
+    print(json.dumps(result) if args.json else f"raw Ed25519 verify: {round(verify):,}/s")
+    return 0
