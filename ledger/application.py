@@ -37,6 +37,7 @@ from ledger.log.verify import parse_verifier_key
 from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
+from ledger.parallel import ParallelVerifier, Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
@@ -134,6 +135,8 @@ class Ledger(Application[UUID]):
         # Only `scripts/bench log` turns this off, to measure what the tree costs.
         self.maintain_tree = True
         self._known_size = 0
+        self._verifier = ParallelVerifier()
+        self._public_keys: dict[str, bytes] = {}  # keyid -> public key: fixed by the hash
         self._write_lock = threading.Lock()
         self._frontier: Frontier | None = None
         self._config: LedgerConfig | None = None
@@ -349,11 +352,12 @@ class Ledger(Application[UUID]):
         genesis: bool = False,
         stamps: Sequence[tuple[datetime, str]] | None = None,
     ) -> list[Receipt]:
+        pending = self._start_verifying(submissions)
         with self._write_lock:
             for _ in range(MAX_RETRIES):
                 uow = UnitOfWork(self.repository)
                 try:
-                    return self._append_once(uow, submissions, list(extra), genesis, stamps)
+                    return self._append_once(uow, submissions, list(extra), genesis, stamps, pending)
                 except RecordConflictError:
                     # Another process appended first: start again from its state.
                     uow.discard()
@@ -373,6 +377,7 @@ class Ledger(Application[UUID]):
         extra: list[Any],
         genesis: bool,
         stamps: Sequence[tuple[datetime, str]] | None,
+        pending: Pending | None = None,
     ) -> list[Receipt]:
         """`stamps` (the audit's replay) gives each entry the recording time it had;
         otherwise the whole batch is recorded now."""
@@ -425,10 +430,13 @@ class Ledger(Application[UUID]):
                 signer = (
                     self._authenticate_genesis(uow, sub, submissions, index)
                     if genesis
-                    else self._authenticate(uow, sub, now)
+                    else self._authenticate(uow, sub, now, position, pending)
                 )
                 RULES[s.type](Context(uow, s, signer, index, now, read_statement))
             except Rejected as e:
+                # A bad signature earlier in the batch, still being checked by a
+                # worker, is the first fault to report.
+                _raise_signature_failure(pending, submissions, before=position)
                 raise e.at(position) if len(submissions) > 1 else e
             text = entry_bytes(sub.envelope_bytes, recorded_at)
             leaf = leaf_hash(text)
@@ -443,6 +451,7 @@ class Ledger(Application[UUID]):
             in_batch[s.id] = (sub.digest, receipt)
             statements[index] = s
             receipts.append(receipt)
+        _raise_signature_failure(pending, submissions, before=len(submissions))
         if events or extra:
             # The checkpoint for the new size commits with the entries: a checkpoint
             # covering an entry exists as soon as its append is acknowledged.
@@ -469,7 +478,26 @@ class Ledger(Application[UUID]):
         processing.saved_kwargs["checkpoint"] = checkpoint
         self._notify(self._record(processing))
 
-    def _authenticate(self, uow: UnitOfWork, sub: Submission, now: datetime) -> Organization:
+    def _start_verifying(self, submissions: list[Submission]) -> Pending | None:
+        """Hand the signatures by keys seen before to the worker processes."""
+        jobs, owners = [], []
+        for position, sub in enumerate(submissions):
+            for sig in sub.envelope.signatures:
+                public_key = self._public_keys.get(sig.keyid)
+                if public_key is not None:
+                    jobs.append((public_key, sig.sig, sub.envelope.message()))
+                    owners.append((position, sig.keyid))
+        futures = self._verifier.start(jobs)
+        return Pending(self._verifier, jobs, futures, owners) if futures else None
+
+    def close(self) -> None:
+        self._verifier.close()
+        super().close()
+
+    def _authenticate(
+        self, uow: UnitOfWork, sub: Submission, now: datetime, position: int = 0,
+        pending: Pending | None = None,
+    ) -> Organization:
         """Every signature verifies under a registered key active at `issued_at` and now;
         one of them is a key of `by`. Returns the signing organization."""
         s = sub.statement
@@ -480,7 +508,10 @@ class Ledger(Application[UUID]):
                 raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
             key.check_active(s.issued_at, "issued_at")
             key.check_active(now, "the time of recording")
-            sub.envelope.verify(sig.keyid, b64decode(key.public_key))
+            if pending is None or (position, sig.keyid) not in pending.covered:
+                public_key = b64decode(key.public_key)
+                sub.envelope.verify(sig.keyid, public_key)
+                self._public_keys[sig.keyid] = public_key
             own_key = own_key or key.org == s.by
         if not own_key:
             raise Rejected(
@@ -506,6 +537,21 @@ class Ledger(Application[UUID]):
         if org is None:  # entry 0 creates it; _check_genesis saw to the order
             raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")
         return org
+
+
+def _raise_signature_failure(
+    pending: Pending | None, submissions: list[Submission], before: int
+) -> None:
+    if pending is None:
+        return
+    for position, keyid in pending.failures():
+        if position < before:
+            error = Rejected(
+                Rejection.BAD_SIGNATURE,
+                f"the signature by key {keyid} does not verify over this payload and payloadType",
+            )
+            raise error.at(position) if len(submissions) > 1 else error
+        return
 
 
 def _check_genesis(submissions: list[Submission], root_org: str) -> None:

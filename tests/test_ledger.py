@@ -223,3 +223,44 @@ def test_four_processes_race_for_one_batch(db_url: str) -> None:
     assert wheat.holdings == {FARM: 100} and wheat.in_transit == 900
     size = fresh.size()
     assert [e.index for e in fresh.entries(0, size)] == list(range(size))
+
+
+def _flip_signature(envelope: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
+    sig = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    sig[0] ^= 0x80
+    return dict(envelope, signatures=[dict(envelope["signatures"][0],
+                                           sig=base64.b64encode(bytes(sig)).decode())])
+
+
+def test_a_large_batch_verified_in_worker_processes_still_names_the_first_bad_signature(
+    db_url: str,
+) -> None:
+    """Signatures by known keys are checked on other cores while the rules run. A forged
+    signature at 250 and an over-shipment at 260: the forgery is the fault reported."""
+    world = farm_world(db_url)
+    world.ledger._verifier.workers = 1  # force the worker path even on a one-core machine
+    envelopes = [
+        world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=1,
+                       to=MILL, shipment=f"S-{n}")
+        for n in range(300)
+    ]
+    envelopes[250] = _flip_signature(envelopes[250])
+    envelopes[260] = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11",
+                                    quantity=10**6, to=MILL, shipment="S-huge")
+    size = world.ledger.size()
+    with pytest.raises(Rejected) as e:
+        world.ledger.append(envelopes)
+    assert (e.value.kind, e.value.position) == (Rejection.BAD_SIGNATURE, 250)
+    assert world.ledger._verifier._pool is not None  # the workers did the checking
+    envelopes[260] = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11",
+                                    quantity=1, to=MILL, shipment="S-260")
+    with pytest.raises(Rejected) as e:
+        world.ledger.append(envelopes)
+    assert (e.value.kind, e.value.position) == (Rejection.BAD_SIGNATURE, 250)
+    assert world.ledger.size() == size
+    envelopes[250] = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11",
+                                    quantity=1, to=MILL, shipment="S-250")
+    assert len(world.ledger.append(envelopes)) == 300
+    world.ledger.close()
