@@ -19,6 +19,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, NoReturn
 
@@ -354,11 +355,12 @@ def parse_canonical_statement(payload: bytes) -> dict[str, Any]:
     raise _non_canonical(_parse_text(text), payload)
 
 
-_SCAN = json.JSONDecoder(
+# scan_once is the C scanner the decoder builds in __init__; typeshed omits it.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
     parse_float=_float,
     parse_int=_integer,
     parse_constant=_constant,
-).scan_once
+).scan_once  # type: ignore[attr-defined]
 
 
 def _is_canonical(statement: dict[str, Any], text: str, payload: bytes) -> bool:

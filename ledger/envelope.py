@@ -80,11 +80,14 @@ class Envelope:
         """Validate an envelope given as JSON text/bytes or as the parsed object.
 
         Refusals, by kind: BAD_JSON (unparseable, duplicate keys, or a payload
-        breaking the statement JSON rules), BAD_ENVELOPE (shape), BAD_BASE64,
-        BAD_PAYLOAD_TYPE, PAYLOAD_TOO_LARGE, NON_CANONICAL.
+        breaking the statement JSON rules), BAD_ENVELOPE (shape, repeated
+        keyid), BAD_BASE64, BAD_SIGNATURE (a sig that is not 64 bytes),
+        BAD_PAYLOAD_TYPE, PAYLOAD_TOO_LARGE, NON_CANONICAL. Signatures are
+        checked by `verify`, not here.
         """
         obj = _load_json(data) if isinstance(data, (bytes, bytearray, str)) else data
-        if not isinstance(obj, Mapping):
+        # type() first: parsed JSON is always a dict, and the ABC check costs more.
+        if type(obj) is not dict and not isinstance(obj, Mapping):
             _bad_envelope(f"an envelope must be a JSON object, not {_kind(obj)}")
         if obj.keys() != _ENVELOPE_FIELDS:
             _bad_envelope(_field_problem("the envelope", obj.keys(), _ENVELOPE_FIELDS))
@@ -154,7 +157,7 @@ def _signatures(value: object) -> tuple[Signature, ...]:
     seen: set[str] = set()
     for i, item in enumerate(value):
         where = f"signatures[{i}]"
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             _bad_envelope(f"{where} must be an object with fields keyid and sig, not {_kind(item)}")
         if item.keys() != _SIGNATURE_FIELDS:
             _bad_envelope(_field_problem(where, item.keys(), _SIGNATURE_FIELDS))
@@ -168,12 +171,14 @@ def _signatures(value: object) -> tuple[Signature, ...]:
             _bad_envelope(f"{where} repeats keyid {keyid}; each key signs an envelope at most once")
         if not isinstance(sig, str):
             _bad_envelope(f"{where}.sig must be a base64 string, not {_kind(sig)}")
+        # A sig of the wrong size is well-formed JSON but cannot be an Ed25519
+        # signature, so it is refused as a bad signature (before decoding, if
+        # the text alone is too long).
         if len(sig) > _SIG_BASE64:
-            # Refused before decoding: no need to decode a long string to learn it is too long.
-            _bad_envelope(f"{where}.sig is {len(sig)} characters; a 64-byte Ed25519 signature is 88")
+            _bad_signature(keyid, f"{where}.sig is {len(sig)} characters; a 64-byte signature is 88")
         raw = b64decode(sig, f"{where}.sig")
         if len(raw) != keys.SIGNATURE_BYTES:
-            _bad_envelope(f"{where}.sig decodes to {len(raw)} bytes; an Ed25519 signature is 64")
+            _bad_signature(keyid, f"{where}.sig decodes to {len(raw)} bytes; Ed25519 signatures are 64")
         seen.add(keyid)
         parsed.append(Signature(keyid, raw))
     return tuple(parsed)
@@ -214,6 +219,10 @@ def _load_json(data: bytes | bytearray | str) -> object:
 
 def _bad_envelope(detail: str) -> NoReturn:
     raise Rejected(Rejection.BAD_ENVELOPE, detail)
+
+
+def _bad_signature(keyid: str, detail: str) -> NoReturn:
+    raise Rejected(Rejection.BAD_SIGNATURE, f"{detail} (keyid {keyid})")
 
 
 def _too_large(size: str) -> NoReturn:

@@ -62,7 +62,7 @@ def payload_refusal(payload: bytes) -> Rejection:
     return refusal(signed_payload(payload))
 
 
-def altered(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def altered(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
     envelope = json.loads(json.dumps(client.sign(a_statement(), KEY)))
     change(envelope)
     return envelope
@@ -146,7 +146,9 @@ def test_an_envelope_must_be_an_object(data: Any) -> None:
     ids=["no-payload", "no-signatures", "no-payloadType", "extra-field", "payload-number",
          "payloadType-null"],
 )
-def test_missing_extra_or_mistyped_fields_are_refused(change: Callable[[dict[str, Any]], None]) -> None:
+def test_missing_extra_or_mistyped_fields_are_refused(
+    change: Callable[[dict[str, Any]], object],
+) -> None:
     assert refusal(altered(change)) is Rejection.BAD_ENVELOPE
 
 
@@ -183,12 +185,12 @@ def test_signatures_must_be_a_non_empty_list_of_exact_keyid_sig_objects(
 @pytest.mark.parametrize("size", [63, 65, 32, 0])
 def test_a_signature_must_be_64_bytes(size: int) -> None:
     sig = base64.b64encode(bytes(size)).decode()
-    assert refusal(altered(lambda e: e["signatures"][0].update(sig=sig))) is Rejection.BAD_ENVELOPE
+    assert refusal(altered(lambda e: e["signatures"][0].update(sig=sig))) is Rejection.BAD_SIGNATURE
 
 
 def test_an_overlong_signature_is_refused_before_decoding() -> None:
     sig = "A" * 10_000_000
-    assert refusal(altered(lambda e: e["signatures"][0].update(sig=sig))) is Rejection.BAD_ENVELOPE
+    assert refusal(altered(lambda e: e["signatures"][0].update(sig=sig))) is Rejection.BAD_SIGNATURE
 
 
 def test_a_key_signs_an_envelope_at_most_once() -> None:
@@ -287,7 +289,7 @@ def test_a_canonical_statement_is_accepted() -> None:
         lambda s: json.dumps(s, sort_keys=True, separators=(",", ":")).encode(),  # \u00e9
         lambda s: b" " + canonical_bytes(s),
         lambda s: canonical_bytes(s) + b"\n",
-        lambda s: canonical_bytes(s).replace(b"400", b"4e2"[:0] + b"0400"),
+        lambda s: canonical_bytes(s).replace(b":400", b":0400"),
     ],
     ids=["spaces", "unsorted-keys", "escaped-unicode", "leading-space", "trailing-newline",
          "leading-zero"],
