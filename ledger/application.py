@@ -137,6 +137,9 @@ class Ledger(Application[UUID]):
         self._known_size = 0
         self._verifier = ParallelVerifier()
         self._public_keys: dict[str, bytes] = {}  # keyid -> public key: fixed by the hash
+        # Called with the last notification id after each commit, before the writer gets
+        # its receipts: how views updated in this process give read-your-writes.
+        self.after_commit: list[Callable[[int], None]] = []
         self._write_lock = threading.Lock()
         self._frontier: Frontier | None = None
         self._config: LedgerConfig | None = None
@@ -493,6 +496,12 @@ class Ledger(Application[UUID]):
     def close(self) -> None:
         self._verifier.close()
         super().close()
+
+    def _notify(self, recordings: list[Any]) -> None:
+        if recordings and self.after_commit:
+            last = max(r.notification.id for r in recordings)
+            for follower in self.after_commit:
+                follower(last)
 
     def _authenticate(
         self, uow: UnitOfWork, sub: Submission, now: datetime, position: int = 0,
