@@ -89,8 +89,8 @@ def audit(
         replica = Ledger(os.path.join(scratch, "replica.db"), log_key=keys.generate_private_key())
         run = _Run(source, replica, config, frontier, report, checkpoint_size)
         for start in range(0, size, CHUNK):
-            for e in source._appended(start, min(start + CHUNK, size)):
-                run.take(e)
+            for event in source._appended(start, min(start + CHUNK, size)):
+                run.take(event)
             run.flush()
             if progress:
                 progress(frontier.size, size)

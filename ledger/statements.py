@@ -191,11 +191,11 @@ class Fields:
         for name, v in value.items():
             if name in self.required:
                 continue
-            check = optional.get(name)
-            if check is None:
+            optional_check = optional.get(name)
+            if optional_check is None:
                 raise _bad(path, f"unknown field {name!r}")
             # An optional field may be given as null; it then means "not given".
-            out[name] = None if v is None else check(v, _join(path, name))
+            out[name] = None if v is None else optional_check(v, _join(path, name))
         for name in optional:
             out.setdefault(name, None)
         return out

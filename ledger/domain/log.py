@@ -25,7 +25,7 @@ class Appended(Aggregate.Event):
 
 
 def appended(index: int, entry: str, leaf_hash: str, statement_id: str, at: datetime) -> Appended:
-    return Appended(
+    return Appended(  # type: ignore[call-arg]  # fields declared on the class body
         originator_id=LOG_ID,
         originator_version=index + 1,
         timestamp=at,
