@@ -176,10 +176,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, table=Identifier(self.events_table_name))
+        # LATERAL pins the plan to one primary-key range scan per id: a prepared
+        # statement's generic plan for a plain join may hash-join the whole table.
         self._select_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
             "FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v) "
-            "JOIN {schema}.{table} e ON e.originator_id = w.id AND e.originator_version > w.v "
+            "CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} x WHERE x.originator_id = w.id AND x.originator_version > w.v) e "
             "ORDER BY e.originator_id, e.originator_version"
         ).format(schema=schema, table=Identifier(self.events_table_name))
 
@@ -240,7 +243,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             return {}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                self._select_nodes, ([c[0] for c in coords], [c[1] for c in coords]), prepare=True
+                self._select_nodes, ([c[0] for c in coords], [c[1] for c in coords]),
+                prepare=False,  # see select_events_after
             )
             found = {(row["level"], row["idx"]): bytes(row["hash"]) for row in curs.fetchall()}
         return _complete(coords, found)
@@ -253,7 +257,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             curs.execute(
                 self._select_after,
                 ([p[0] for p in pairs], [p[1] for p in pairs]),
-                prepare=True,
+                # Planned for each call's arrays: a cached generic plan cannot know how
+                # few ids there are and may scan the whole table.
+                prepare=False,
             )
             return [
                 StoredEvent(
