@@ -167,9 +167,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
         ).format(schema=schema)
         self._select_nodes = SQL(
-            "SELECT n.level, n.idx, n.hash FROM {schema}.merkle_nodes n "
-            "JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) "
-            "ON n.level = w.level AND n.idx = w.idx"
+            "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(l, i) "
+            "CROSS JOIN LATERAL (SELECT level, idx, hash FROM {schema}.merkle_nodes x "
+            "WHERE x.level = w.l AND x.idx = w.i) n"
         ).format(schema=schema)
         self._insert_arrays = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
@@ -244,7 +244,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 self._select_nodes, ([c[0] for c in coords], [c[1] for c in coords]),
-                prepare=False,  # see select_events_after
+                prepare=True,
             )
             found = {(row["level"], row["idx"]): bytes(row["hash"]) for row in curs.fetchall()}
         return _complete(coords, found)
