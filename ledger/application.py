@@ -123,9 +123,9 @@ class Ledger(Application[UUID]):
         if not isinstance(database, Database):
             database = Database.from_env(database)
         self.database = database
-        database.prepare()
         try:
-            super().__init__(env=database.env())
+            with database.prepared():
+                super().__init__(env=database.env())
         except LedgerError:
             raise
         except Exception as e:  # the library raises its own errors for a bad database

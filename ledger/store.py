@@ -8,9 +8,11 @@ tree disagreeing. A node (level, index) is the root of the perfect subtree over 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -337,12 +339,16 @@ class Database:
         }
         return env
 
-    def prepare(self) -> None:
-        """Create what the library does not: the PostgreSQL schema named in the URL."""
+    @contextmanager
+    def prepared(self) -> Iterator[None]:
+        """Create what the library does not (the PostgreSQL schema named in the URL) and
+        hold a lock while the library creates its tables: its CREATE OR REPLACE FUNCTION
+        fails with "tuple concurrently updated" when several processes start at once."""
         if not self.is_postgres:
             directory = os.path.dirname(os.path.abspath(self.url))
             if not os.path.isdir(directory):
                 raise StorageError(f"cannot create the ledger {self.url}: no folder {directory}")
+            yield
             return
         schema = self.env()["POSTGRES_SCHEMA"]
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
@@ -351,7 +357,14 @@ class Database:
 
         url = self.url.split("?", 1)[0]
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
             raise StorageError(f"cannot reach PostgreSQL at {self.describe()}: {e}") from None
+        with conn:
+            lock = int.from_bytes(hashlib.sha256(f"qledger:{schema}".encode()).digest()[:8], "big", signed=True)
+            conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+            try:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))

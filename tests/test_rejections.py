@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ MAX_MESSAGE = 300
 
 
 @pytest.fixture
-def world(db_url: str) -> World:
+def world(db_url: str) -> Iterator[World]:
     """A ledger with the cast registered, each organization with one key."""
     w = World(db_url)
     w.register(FLOUR_MILL, "闽江面粉厂（测试）", "producer")
@@ -54,7 +55,8 @@ def world(db_url: str) -> World:
     w.register(WHOLESALER, "海峡食品批发有限公司（测试）", "distributor")
     w.register(SHOP, "鼓楼社区超市（测试）", "retailer")
     w.register(LAB, "福州食品检验检测中心（测试）", "lab")
-    return w
+    yield w
+    w.ledger.close()  # give PostgreSQL its connections back before the schema is dropped
 
 
 def statement_id(envelope: Any) -> str | None:
@@ -62,7 +64,7 @@ def statement_id(envelope: Any) -> str | None:
     try:
         payload = base64.b64decode(envelope["payload"], validate=True)
         sid = json.loads(payload)["id"]
-    except Exception:
+    except (TypeError, KeyError, ValueError):  # not an envelope, not base64, not JSON
         return None
     return sid if isinstance(sid, str) else None
 
@@ -100,7 +102,9 @@ def refused(
     return err
 
 
-def signed(payload: bytes, key: Ed25519PrivateKey, payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
+def signed(
+    payload: bytes, key: Ed25519PrivateKey, payload_type: str = PAYLOAD_TYPE
+) -> dict[str, Any]:
     """An envelope built by hand: exactly these payload bytes, properly signed."""
     return {
         "payloadType": payload_type,
@@ -124,25 +128,26 @@ def public(key: Ed25519PrivateKey) -> str:
 
 def batch_fields(gtin: str = FLOUR, lot: str = "L20261120", quantity: int = 1000,
                  inputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return dict(
-        gtin=gtin, lot=lot, product="高筋小麦粉", category="food", quantity=quantity, unit="kg",
-        produced_at="2026-11-20T06:00:00Z", standard="GB/T 1355-2021", inputs=inputs or [],
-    )
+    return {
+        "gtin": gtin, "lot": lot, "product": "高筋小麦粉", "category": "food",
+        "quantity": quantity, "unit": "kg", "produced_at": "2026-11-20T06:00:00Z",
+        "standard": "GB/T 1355-2021", "inputs": inputs or [],
+    }
 
 
 def check_fields(subject: str, kind: str = "supervisory", gtin: str = FLOUR,
                  lot: str = "L20261120") -> dict[str, Any]:
-    return dict(
-        gtin=gtin, lot=lot, subject=subject, kind=kind, stage="production",
-        sampled_at="2026-11-21T09:00:00Z", standard="GB 2762-2022",
-        items=[{"name": "铅（以Pb计）", "value": "0.05", "limit": "0.2", "unit": "mg/kg",
-                "verdict": "pass"}],
-        verdict="pass", report_no="FZ-2026-0001",
-    )
+    return {
+        "gtin": gtin, "lot": lot, "subject": subject, "kind": kind, "stage": "production",
+        "sampled_at": "2026-11-21T09:00:00Z", "standard": "GB 2762-2022",
+        "items": [{"name": "铅（以Pb计）", "value": "0.05", "limit": "0.2", "unit": "mg/kg",
+                   "verdict": "pass"}],
+        "verdict": "pass", "report_no": "FZ-2026-0001",
+    }
 
 
 def holdings(world: World, gtin: str = FLOUR, lot: str = "L20261120") -> dict[str, Any]:
-    b = world.ledger.repository.get(Batch.create_id(gtin, lot))
+    b: Batch = world.ledger.repository.get(Batch.create_id(gtin, lot))
     return {"holdings": dict(b.holdings), "in_transit": b.in_transit, "consumed": b.consumed}
 
 
@@ -414,7 +419,8 @@ def test_key_rotation(world: World) -> None:
     world.submit("key.registered", FLOUR_MILL, org=FLOUR_MILL, public_key=public(new))
     world.clock.advance(minutes=1)
     revoke = world.envelope("key.revoked", FLOUR_MILL, key=new, org=FLOUR_MILL,
-                            keyid=keyid(old), reason="例行轮换", revoked_at=client.format_time(world.clock.now))
+                            keyid=keyid(old), reason="例行轮换",
+                            revoked_at=client.format_time(world.clock.now))
     world.ledger.append([revoke])
     world.clock.advance(minutes=1)
 
@@ -495,11 +501,12 @@ def test_only_a_regulator_blacklists(world: World) -> None:
     env = world.envelope("blacklist.added", WHOLESALER, org=FLOUR_MILL, reason="质量失信",
                          basis="《产品质量法》第四十九条", refs=[])
     refused(world, [env], Rejection.ROLE_FORBIDDEN, WHOLESALER, "regulator")
-    org = world.ledger.repository.get(Organization.create_id(FLOUR_MILL))
+    org: Organization = world.ledger.repository.get(Organization.create_id(FLOUR_MILL))
     assert org.blacklisted is False
 
 
 def test_blacklisting_twice(world: World) -> None:
+    """A second regulator office lists an organization that is already listed."""
     world.submit("blacklist.added", ROOT, org=FLOUR_MILL, reason="质量失信",
                  basis="《产品质量法》第四十九条", refs=[])
     env = world.envelope("blacklist.added", ROOT, org=FLOUR_MILL, reason="质量失信",
@@ -641,6 +648,7 @@ def test_receiving_another_quantity_than_was_shipped(world: World) -> None:
 
 
 def test_receiving_a_shipment_that_was_never_sent(world: World) -> None:
+    """The wholesaler books a delivery under a shipment id nobody shipped."""
     env = world.envelope("batch.received", WHOLESALER, shipment="S-404", quantity=1)
     refused(world, [env], Rejection.UNKNOWN_SHIPMENT, "S-404")
 
@@ -662,9 +670,11 @@ def test_same_statement_id_with_other_content(world: World) -> None:
     """A client retries a shipment with a changed quantity but the same id. The exact same
     envelope again is a harmless retry; a different one under that id is a conflict."""
     flour(world)
-    fields = dict(gtin=FLOUR, lot="L20261120", to=WHOLESALER, shipment="S-1")
+    fields: dict[str, Any] = {"gtin": FLOUR, "lot": "L20261120", "to": WHOLESALER,
+                              "shipment": "S-1"}
     first = world.envelope("batch.shipped", FLOUR_MILL, quantity=100, **fields)
     sid = statement_id(first)
+    assert sid is not None
     [receipt] = world.ledger.append([first])
     size = world.ledger.size()
 
@@ -705,6 +715,7 @@ def test_batch_with_a_bad_fourth_envelope_records_nothing(world: World) -> None:
 
 
 def test_same_id_twice_in_one_batch_with_other_content(world: World) -> None:
+    """A buggy ERP reuses one statement id for two different lines of one upload."""
     flour(world)
     a = world.envelope("batch.shipped", FLOUR_MILL, gtin=FLOUR, lot="L20261120", quantity=1,
                        to=SHOP, shipment="S-1")
@@ -759,6 +770,7 @@ def test_correction_changing_a_batch_quantity(world: World) -> None:
 
 
 def test_correction_of_a_future_entry(world: World) -> None:
+    """A regulator "corrects" an entry that does not exist yet."""
     size = world.ledger.size()
     env = world.envelope("correction", ROOT, corrects=size + 3, reason="预先更正",
                          replacement=None)
@@ -782,6 +794,7 @@ def test_case_evidence_by_a_non_party(world: World) -> None:
 
 
 def test_evidence_for_a_closed_case(world: World) -> None:
+    """The complaining shop adds evidence after the regulator has closed the case."""
     world.submit("case.opened", SHOP, case="C-1", respondent=FLOUR_MILL, batches=[],
                  summary="面粉有异味", channel="12315")
     world.submit("case.resolved", ROOT, case="C-1", finding="unsubstantiated",
