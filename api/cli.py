@@ -7,10 +7,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from api.remote import MAX_BODY, ServerError
 from ledger.errors import LedgerError, Rejected, VerificationError
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE = 0, 1, 2
@@ -26,8 +27,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _db_option() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _db_option() -> _Parser:
+    common = _Parser(add_help=False)
     common.add_argument(
         "--db",
         help="SQLite file or postgresql:// URL (default: $QLEDGER_DB, else ./qledger.db)",
@@ -65,6 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(run=cmd_submit)
 
+    p = commands.add_parser("serve", parents=[db], help="serve the HTTP API")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.set_defaults(run=cmd_serve)
+
+    p = commands.add_parser(
+        "checkpoint", help="fetch and verify a server's checkpoint, and that it extends an old one")
+    p.add_argument("--url", required=True, help="the qledger server")
+    p.add_argument("--consistent-with", type=Path, metavar="OLD_CHECKPOINT_FILE",
+                   help="a signed checkpoint seen before: the new one must extend it")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--log-key", metavar="KEYSTRING", help="the log's verifier key as you hold it")
+    key.add_argument("--log-key-file", type=Path, metavar="FILE", help="a file holding it")
+    p.add_argument("-o", "--output", type=Path, metavar="NEW_FILE",
+                   help="write the new checkpoint there, once verified, for the next run")
+    p.set_defaults(run=cmd_checkpoint)
+
     p = commands.add_parser("audit", parents=[db], help="re-verify the whole log")
     p.add_argument("--trusted-key", help="the log's verifier key string as you hold it "
                    "(default: the one recorded in the ledger)")
@@ -81,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except UsageError as e:
+        return _fail(str(e), EXIT_USAGE)
+    except ServerError as e:
         return _fail(str(e), EXIT_USAGE)
     except VerificationError as e:
         return _fail(str(e), EXIT_VERIFY)
@@ -234,14 +255,36 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+def _body_chunks(texts: Iterator[str], size: int, max_bytes: int) -> Iterator[list[str]]:
+    """Chunks of at most `size` ASCII JSON texts that fit a `[a,b,…]` body of `max_bytes`."""
+    chunk: list[str] = []
+    used = 1  # "["
+    for text in texts:
+        if chunk and (len(chunk) == size or used + len(text) + 1 > max_bytes):
+            yield chunk
+            chunk, used = [], 1
+        chunk.append(text)
+        used += len(text) + 1  # the text and its "," or "]"
+    if chunk:
+        yield chunk
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
+    envelopes = iter_envelopes(args.file)
     if args.url:
-        raise UsageError("--url: submitting through a server needs `qledger serve`, not built yet")
-    ledger = _open_ledger(args)
+        from api.remote import Server, dumps
+
+        server = Server(args.url)
+        # A chunk is one all-or-nothing request, so it must also fit the server's body limit.
+        chunks: Iterator[list[Any]] = _body_chunks((dumps(e) for e in envelopes), CHUNK, MAX_BODY)
+        append: Callable[[list[Any]], list[Any]] = server.append
+    else:
+        chunks = _chunks(envelopes, CHUNK)
+        append = _open_ledger(args).append
     done = recorded = 0
-    for chunk in _chunks(iter_envelopes(args.file), CHUNK):
+    for chunk in chunks:
         try:
-            receipts = ledger.append(chunk)
+            receipts = append(chunk)
         except Rejected as e:
             where = done + (e.position or 0)
             raise UsageError(
@@ -257,6 +300,73 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if done == 0:
         raise UsageError(f"{args.file}: no envelopes")
     return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port")
+    if args.db:
+        os.environ["QLEDGER_DB"] = args.db  # where every worker's create_app() opens it
+    ledger = _open_ledger(args)
+    ledger.config  # noqa: B018 - no ledger: one line and exit 2, before listening
+    ledger.log_key()  # without it no append could be acknowledged
+    where = {"host": args.host, "port": args.port}
+    try:
+        if args.workers == 1:
+            uvicorn.run(create_app(ledger, Settings.from_env()), **where)
+        else:
+            ledger.close()  # each worker opens its own
+            uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **where)
+    except SystemExit as e:  # uvicorn exits when it cannot start (port taken …)
+        if e.code not in (None, 0):
+            raise UsageError(f"the server could not start on {args.host}:{args.port}") from None
+    return EXIT_OK
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from api.remote import Server
+    from api.witness import witness
+    from ledger.log.verify import parse_verifier_key
+
+    previous = _read_text(str(args.consistent_with)) if args.consistent_with else None
+    given = args.log_key
+    if args.log_key_file:
+        given = _read_text(str(args.log_key_file)).strip()
+    if given is not None:
+        try:
+            parse_verifier_key(given)
+        except VerificationError as e:
+            raise UsageError(f"--log-key: {e}") from None
+    with Server(args.url) as server:
+        key = given
+        if key is None:
+            key = server.log_key()
+            print(f"qledger: warning: trusting the log key the server sent ({key}); "
+                  "pin it with --log-key or --log-key-file", file=sys.stderr)
+        seen = witness(server, key, previous)
+    cp = seen.checkpoint
+    print(f"checkpoint ok: {cp.origin}, tree size {cp.size}, root {cp.root_hash.hex()}")
+    if seen.previous is not None:
+        print(f"consistent with {args.consistent_with} (tree size {seen.previous.size})")
+    if args.output:
+        _write_atomically(args.output, seen.note)
+    return EXIT_OK
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {e}") from None
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -1,0 +1,49 @@
+"""The HTTP API (PROTOCOL.md §5): an app factory over one `Ledger`.
+
+`create_app()` with no arguments opens the ledger named by QLEDGER_DB, which is what
+`uvicorn --factory api.app:create_app` and `qledger serve --workers N` call in each worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.routes import entries, health, log
+from api.settings import Settings
+from ledger.application import Ledger
+
+ROUTERS = (entries.router, log.router, health.router)
+
+DESCRIPTION = """\
+The quality ledger's HTTP API (PROTOCOL.md §5). Organizations submit signed statements as
+DSSE envelopes; the ledger appends them to one log and proves, with RFC 9162 proofs and
+signed C2SP checkpoints, that it never rewrites it.
+
+Errors are RFC 9457 `application/problem+json` with a stable `type` URI per kind.
+"""
+
+
+def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -> FastAPI:
+    """The API over `ledger`, or over the ledger in `settings.db` (default: from the
+    environment), which the app then closes on shutdown."""
+    settings = settings if settings is not None else Settings.from_env()
+    owned = ledger is None
+    the_ledger = ledger if ledger is not None else Ledger(settings.db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            the_ledger.close()
+
+    app = FastAPI(title="qledger", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.ledger = the_ledger
+    app.state.settings = settings
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

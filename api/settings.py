@@ -1,0 +1,27 @@
+"""Settings of the HTTP API, read from the environment when the app is built (never at import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the HTTP API needs to know that the ledger does not.
+
+    `db` is the ledger's database (a SQLite path or a `postgresql://` URL); None means the
+    ledger's own default (`QLEDGER_DB`, else `./qledger.db`). `max_body_bytes` bounds every
+    request body: no more than that is ever read (PROTOCOL.md §5: 413 beyond it).
+    """
+
+    db: str | None = None
+    max_body_bytes: int = MiB
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(db=env.get("QLEDGER_DB") or None)
