@@ -15,9 +15,14 @@ fi
 STAMP="$VENV/.qledger-installed"
 WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) ${QLEDGER_EXTRAS:-test}"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-  echo "installing qledger and its dependencies into $VENV" >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[${QLEDGER_EXTRAS:-test}]" >&2
+  echo "installing qledger and its dependencies into $VENV (log: $VENV/install.log)" >&2
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+         && "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[${QLEDGER_EXTRAS:-test}]"; \
+       } > "$VENV/install.log" 2>&1; then
+    tail -30 "$VENV/install.log" >&2
+    echo "installing failed; the whole log is in $VENV/install.log" >&2
+    exit 2
+  fi
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
