@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the new checkpoint there, once verified, for the next run")
     p.set_defaults(run=cmd_checkpoint)
 
+    p = commands.add_parser("demo", help="create a demo ledger with realistic data")
+    p.add_argument("--dir", type=Path, default=Path("demo"),
+                   help="folder for qledger.db and its keys (default ./demo)")
+    p.set_defaults(run=cmd_demo)
+
     p = commands.add_parser("audit", parents=[db], help="re-verify the whole log")
     p.add_argument("--trusted-key", help="the log's verifier key string as you hold it "
                    "(default: the one recorded in the ledger)")
@@ -367,6 +372,20 @@ def _write_atomically(path: Path, text: str) -> None:
         os.replace(temporary, path)
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e}") from None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from api import demo
+
+    db = args.dir / "qledger.db"
+    if db.exists():
+        raise UsageError(f"{db} exists; remove the folder {args.dir} to build the demo again")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    built = demo.build(str(db), args.dir / "log-key.pem", args.dir / "root-key.pem")
+    gtin, lot = built.recalled_bread
+    print(f"demo ledger in {db}")
+    print(f"a recalled batch: GTIN {gtin} lot {lot}; a clean one: lot {built.clean_bread[1]}")
+    return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -27,7 +27,10 @@ def _uscc(body: str) -> str:
 
 
 def _gtin(company: str, item: str) -> str:
+    """A GTIN-14 (indicator 0) under a GS1 China company prefix (690-699)."""
     body = f"0{company}{item}"
+    if len(body) != 13:
+        raise ValueError(f"GTIN body {body} must have 13 digits")
     return body + gtin_check_digit(body)
 
 
@@ -42,11 +45,11 @@ MART_B = _uscc("91350102MA2Y00007")
 LAB = _uscc("12350000MB0000008")
 WORKSHOP = _uscc("92350104MA2Y00009")  # a small food workshop, later blacklisted
 
-WHEAT = _gtin("692000", "10001")
-FLOUR = _gtin("692000", "20001")
-DECOY_FLOUR = _gtin("692001", "20001")
-BREAD = _gtin("692002", "30001")
-SNACK = _gtin("692003", "40001")
+WHEAT = _gtin("692000", "100010")
+FLOUR = _gtin("692000", "200010")
+DECOY_FLOUR = _gtin("692001", "200010")
+BREAD = _gtin("692002", "300010")
+SNACK = _gtin("692003", "400010")
 
 
 @dataclass(frozen=True)
@@ -174,22 +177,3 @@ def build(db: str, log_key_path: Path, root_key_path: Path, origin: str = "demo.
     ledger.close()
     return Demo(db, (BREAD, "BR20261028-B"), (BREAD, "BR20261028-A"))
 
-
-def main() -> int:
-    """python -m api.demo DIR: build the demo ledger in DIR/qledger.db unless it exists."""
-    import sys
-
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "demo")
-    db = folder / "qledger.db"
-    if db.exists():
-        print(f"demo ledger already in {db}")
-        return 0
-    folder.mkdir(parents=True, exist_ok=True)
-    demo = build(str(db), folder / "log-key.pem", folder / "root-key.pem")
-    print(f"demo ledger created in {db}: recalled bread {demo.recalled_bread[0]}/{demo.recalled_bread[1]}, "
-          f"clean bread {demo.clean_bread[0]}/{demo.clean_bread[1]}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
