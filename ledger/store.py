@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,20 +172,23 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self._select_nodes = SQL(
             "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(l, i) "
             "CROSS JOIN LATERAL (SELECT level, idx, hash FROM {schema}.merkle_nodes x "
-            "WHERE x.level = w.l AND x.idx = w.i) n"
+            "WHERE x.level = w.l AND x.idx = w.i OFFSET 0) n"
         ).format(schema=schema)
         self._insert_arrays = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, table=Identifier(self.events_table_name))
-        # LATERAL pins the plan to one primary-key range scan per id: a prepared
-        # statement's generic plan for a plain join may hash-join the whole table.
+        # One primary-key range scan per id. Without OFFSET 0 the planner flattens the
+        # LATERAL into a merge join over the whole primary key once the log's own
+        # stream (a million versions of one id) dominates the statistics: seconds, not
+        # milliseconds, at a million entries.
         self._select_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
             "FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v) "
             "CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state "
-            "FROM {schema}.{table} x WHERE x.originator_id = w.id AND x.originator_version > w.v) e "
+            "FROM {schema}.{table} x WHERE x.originator_id = w.id AND x.originator_version > w.v "
+            "OFFSET 0) e "
             "ORDER BY e.originator_id, e.originator_version"
         ).format(schema=schema, table=Identifier(self.events_table_name))
 
@@ -244,6 +248,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         if not coords:
             return {}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            _without_jit(conn)
             curs.execute(
                 self._select_nodes, ([c[0] for c in coords], [c[1] for c in coords]),
                 prepare=True,
@@ -256,6 +261,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         if not pairs:
             return []
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            _without_jit(conn)
             curs.execute(
                 self._select_after,
                 ([p[0] for p in pairs], [p[1] for p in pairs]),
@@ -281,6 +287,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 ),
                 (size,),
             )
+
+
+_NO_JIT: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _without_jit(conn: Any) -> None:
+    """These lookups have tiny results but huge cost estimates on a large log, which
+    makes PostgreSQL JIT-compile them: about 100 ms of compiling for a 5 ms query."""
+    if conn not in _NO_JIT:
+        conn.execute("SET jit = off")
+        _NO_JIT.add(conn)
 
 
 def _complete(coords: Sequence[Coord], found: dict[Coord, bytes]) -> Mapping[Coord, bytes]:
