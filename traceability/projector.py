@@ -1,0 +1,400 @@
+"""Applying one log entry to the view tables (EVENTS.md, statement by statement).
+
+Every handler writes rows keyed by the entry it applies, and is safe to run again for
+the same entry: that is how a correction works. A correction finds the entry it
+finally corrects (through corrections of corrections), takes away what that entry
+contributed, and applies the statement now in force in its place, under the original
+entry's index and recording time, marked `corrected_by`. A withdrawn statement
+contributes nothing, except that a withdrawn check stays listed, flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger.envelope import Envelope
+from ledger.errors import LedgerError
+from ledger.rules import FIXED_FIELDS
+from ledger.statements import Statement, parse_statement
+from ledger.timefmt import format_time
+from traceability.policy import CreditPolicy
+from traceability.sql import Tx
+
+ReadStatement = Callable[[int], "Statement | None"]
+
+
+def text_time(at: datetime | None) -> str | None:
+    """A statement's time as RFC 3339 text, in whole seconds unless it had a fraction."""
+    if at is None:
+        return None
+    if at.microsecond:
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(at)
+
+
+def may_replace(old: Statement, new: Statement | None) -> bool:
+    """The ledger's rule for a correction (ledger.rules.correction), as a predicate."""
+    fixed = FIXED_FIELDS.get(old.type, ())
+    if new is None:
+        return not fixed
+    return (new.type, new.id, new.by) == (old.type, old.id, old.by) and all(
+        new.body.get(name) == old.body.get(name) for name in fixed
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A log entry read for the views: its statement, or why it could not be read."""
+
+    index: int
+    recorded_at: str
+    statement: Statement | None
+    problem: str | None = None
+
+
+def parse_entry(index: int, text: str) -> Parsed:
+    """Read an entry's text (JCS of {envelope, recorded_at}); never raises for bad content."""
+    try:
+        entry = json.loads(text)
+        envelope = Envelope.from_json(entry["envelope"])
+        return Parsed(index, str(entry["recorded_at"]), parse_statement(envelope.statement))
+    except (LedgerError, ValueError, KeyError, TypeError) as e:
+        return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a statement's effects are filed: its entry, and the correction in force."""
+
+    index: int
+    recorded_at: str
+    corrected_by: int | None = None
+
+
+# Tables whose rows belong to exactly one entry and are re-made when it is corrected.
+_OWNED_BY_ENTRY = ("v_credit_lines", "v_recalls", "v_blacklist", "v_awards",
+                   "v_case_batches", "v_case_entries")
+
+
+class Projector:
+    def __init__(self, tx: Tx, policy: CreditPolicy, read_statement: ReadStatement) -> None:
+        self.tx = tx
+        self.policy = policy
+        self.read_statement = read_statement
+
+    def entry(self, parsed: Parsed) -> None:
+        s = parsed.statement
+        if s is None:
+            self.tx.execute(
+                "INSERT INTO v_skipped (entry, problem) VALUES (?, ?) "
+                "ON CONFLICT (entry) DO NOTHING",
+                (parsed.index, parsed.problem or "unreadable"),
+            )
+            return
+        self.tx.execute(
+            "INSERT INTO v_entries (entry, type, signer, recorded_at, statement_id) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (entry) DO NOTHING",
+            (parsed.index, s.type, s.by, parsed.recorded_at, s.id),
+        )
+        if s.type == "correction":
+            self.correction(s, Source(parsed.index, parsed.recorded_at))
+        else:
+            self.apply(s, Source(parsed.index, parsed.recorded_at))
+
+    def apply(self, s: Statement, at: Source) -> None:
+        handler = _HANDLERS.get(s.type)
+        if handler is not None:  # key registrations and revocations have no view
+            handler(self, s, at)
+
+    # ---- corrections ---------------------------------------------------------
+
+    def correction(self, s: Statement, at: Source) -> None:
+        target = s.body["corrects"]
+        self.tx.execute(
+            "INSERT INTO v_corrections (correcting, corrected, withdrawn, reason) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (correcting) DO NOTHING",
+            (at.index, target, int(s.replacement is None), s.body["reason"]),
+        )
+        root = self._root(target)
+        if root is None:
+            return
+        original = self.read_statement(root)
+        found = self.tx.row("SELECT recorded_at FROM v_entries WHERE entry = ?", (root,))
+        if original is None or found is None:
+            return
+        self.retract(root)
+        now, corrected_by = self.effective(root)
+        source = Source(root, found["recorded_at"], corrected_by)
+        if now is None:
+            self.withdraw(original, source)
+        else:
+            self.apply(now, source)
+        # The correction belongs to the record of the case it touches, before and after.
+        for version in (original, now):
+            if version is not None and version.type.startswith("case."):
+                self._case_entry(version.body["case"], at.index)
+
+    def _root(self, index: int) -> int | None:
+        """The entry that is not itself a correction at the end of a chain of corrections."""
+        while True:
+            kind = self.tx.value("SELECT type FROM v_entries WHERE entry = ?", (index,))
+            if kind != "correction":
+                return index if kind is not None else None
+            s = self.read_statement(index)
+            if s is None:
+                return None
+            index = s.body["corrects"]  # fixed by the rules: a correction keeps its target
+
+    def effective(self, index: int) -> tuple[Statement | None, int | None]:
+        """The statement in force for an entry (None when withdrawn), and the latest
+        correction that put it in force (None when the entry stands as signed).
+
+        The latest correction naming the entry wins, as it stands after its own
+        corrections, if its replacement passes the ledger's rule for a correction
+        against the entry. The ledger applies that rule to a correction of a correction
+        only one level deep, so here it is applied at every level: a correction that
+        fails it is not in force.
+        """
+        original = self.read_statement(index)
+        if original is None:
+            return None, None
+        for r in self.tx.rows(
+            "SELECT correcting FROM v_corrections WHERE corrected = ? ORDER BY correcting DESC",
+            (index,),
+        ):
+            correction, changed_by = self.effective(r["correcting"])
+            if correction is not None and correction.type == "correction" and may_replace(
+                original, correction.replacement
+            ):
+                return correction.replacement, max(r["correcting"], changed_by or 0)
+        return original, None
+
+    def retract(self, index: int) -> None:
+        """Take away what an entry contributed to the tables it alone writes to."""
+        for table in _OWNED_BY_ENTRY:
+            self.tx.execute(f"DELETE FROM {table} WHERE entry = ?", (index,))
+        self.tx.execute(
+            "UPDATE v_cases SET status = 'open', finding = NULL, resolved_entry = NULL "
+            "WHERE resolved_entry = ?",
+            (index,),
+        )
+
+    def withdraw(self, original: Statement, at: Source) -> None:
+        if original.type == "check.recorded":
+            self.tx.execute(
+                "UPDATE v_checks SET withdrawn = 1, corrected_by = ? WHERE entry = ?",
+                (at.corrected_by, at.index),
+            )
+        elif original.type == "case.evidence":
+            # Withdrawn evidence stays on the case's record, beside its withdrawal.
+            self._case_entry(original.body["case"], at.index)
+
+    # ---- credit --------------------------------------------------------------
+
+    def _line(
+        self, at: Source, org: str, delta: int, rule: str, reason: str,
+        valid_until: str | None = None,
+    ) -> None:
+        if not delta:
+            return
+        if at.corrected_by is not None:
+            reason += f" (as corrected by entry {at.corrected_by})"
+        self.tx.execute(
+            "INSERT INTO v_credit_lines "
+            "(entry, org, delta, reason, rule, policy, recorded_at, valid_until) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry, org) DO NOTHING",
+            (at.index, org, delta, reason, rule, self.policy.name, at.recorded_at, valid_until),
+        )
+
+    # ---- statements ----------------------------------------------------------
+
+    def org_registered(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "INSERT INTO v_organizations (uscc, name, roles, region, legacy_code, entry) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (uscc) DO UPDATE SET "
+            "name = excluded.name, region = excluded.region, legacy_code = excluded.legacy_code",
+            (b["uscc"], b["name"], json.dumps(b["roles"]), b["region"], b["legacy_code"], at.index),
+        )
+        self._line(at, b["uscc"], self.policy.start, "start", "registered: starting score")
+        if at.corrected_by is not None:
+            self.tx.execute("UPDATE v_checks SET region = ? WHERE subject = ?",
+                            (b["region"], b["uscc"]))
+
+    def batch_produced(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "INSERT INTO v_batches (gtin, lot, producer, product, category, unit, quantity, "
+            "produced_at, expires_at, standard, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (gtin, lot) DO UPDATE SET product = excluded.product, "
+            "category = excluded.category, unit = excluded.unit, "
+            "produced_at = excluded.produced_at, expires_at = excluded.expires_at, "
+            "standard = excluded.standard",
+            (b["gtin"], b["lot"], s.by, b["product"], b["category"], b["unit"], b["quantity"],
+             text_time(b["produced_at"]), text_time(b["expires_at"]), b["standard"], at.index),
+        )
+        self.tx.executemany(
+            "INSERT INTO v_inputs (entry, seq, input_gtin, input_lot, output_gtin, output_lot, "
+            "quantity) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry, seq) DO NOTHING",
+            [(at.index, seq, i["gtin"], i["lot"], b["gtin"], b["lot"], i["quantity"])
+             for seq, i in enumerate(b["inputs"])],
+        )
+        if at.corrected_by is not None:
+            self.tx.execute("UPDATE v_checks SET category = ? WHERE gtin = ? AND lot = ?",
+                            (b["category"], b["gtin"], b["lot"]))
+
+    def batch_shipped(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "INSERT INTO v_shipments (shipment, gtin, lot, sender, receiver, quantity, entry) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shipment) DO NOTHING",
+            (b["shipment"], b["gtin"], b["lot"], s.by, b["to"], b["quantity"], at.index),
+        )
+
+    def batch_received(self, s: Statement, at: Source) -> None:
+        self.tx.execute(
+            "UPDATE v_shipments SET received_quantity = ?, received_entry = ? WHERE shipment = ?",
+            (s.body["quantity"], at.index, s.body["shipment"]),
+        )
+
+    def check_recorded(self, s: Statement, at: Source) -> None:
+        b = s.body
+        category = self.tx.value(
+            "SELECT category FROM v_batches WHERE gtin = ? AND lot = ?", (b["gtin"], b["lot"])
+        )
+        region = self.tx.value(
+            "SELECT region FROM v_organizations WHERE uscc = ?", (b["subject"],)
+        )
+        self.tx.execute(
+            "INSERT INTO v_checks (entry, gtin, lot, subject, lab, kind, stage, verdict, "
+            "report_no, standard, sampled_at, category, region, withdrawn, corrected_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) "
+            "ON CONFLICT (entry) DO UPDATE SET gtin = excluded.gtin, lot = excluded.lot, "
+            "subject = excluded.subject, "
+            "kind = excluded.kind, stage = excluded.stage, verdict = excluded.verdict, "
+            "report_no = excluded.report_no, standard = excluded.standard, "
+            "sampled_at = excluded.sampled_at, category = excluded.category, "
+            "region = excluded.region, withdrawn = 0, corrected_by = excluded.corrected_by",
+            (at.index, b["gtin"], b["lot"], b["subject"], s.by, b["kind"], b["stage"],
+             b["verdict"], b["report_no"], b["standard"], text_time(b["sampled_at"]),
+             category, region, at.corrected_by),
+        )
+        points = self.policy.check_points(b["kind"], b["stage"], b["verdict"])
+        self._line(
+            at, b["subject"], points, f"check.failed.{b['stage']}",
+            f"failed {b['kind']} check at the {b['stage']} stage, report {b['report_no']}, "
+            f"batch {b['gtin']}/{b['lot']}",
+        )
+
+    def recall_issued(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.executemany(
+            "INSERT INTO v_recalls (entry, gtin, lot, level, reason, signer, corrected_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry, lot) DO NOTHING",
+            [(at.index, b["gtin"], lot, b["level"], b["reason"], s.by, at.corrected_by)
+             for lot in b["lots"]],
+        )
+        # The recall is charged once to each producer of the recalled lots.
+        producers = sorted({
+            p for lot in b["lots"]
+            if (p := self.tx.value("SELECT producer FROM v_batches WHERE gtin = ? AND lot = ?",
+                                   (b["gtin"], lot))) is not None
+        })
+        for producer in producers:
+            self._line(
+                at, producer, self.policy.recall_points(b["level"]), f"recall.level{b['level']}",
+                f"level {b['level']} recall of {b['gtin']} lots {', '.join(b['lots'])}: "
+                f"{b['reason']}",
+            )
+
+    def credit_adjusted(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self._line(at, b["org"], b["delta"], "credit.adjusted", f"{b['reason']} ({b['basis']})")
+
+    def blacklist_added(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "INSERT INTO v_blacklist (entry, org, action, reason, basis, refs, until, recorded_at) "
+            "VALUES (?, ?, 'added', ?, ?, ?, ?, ?) ON CONFLICT (entry) DO NOTHING",
+            (at.index, b["org"], b["reason"], b["basis"], json.dumps(b["refs"]),
+             text_time(b["until"]), at.recorded_at),
+        )
+
+    def blacklist_removed(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "INSERT INTO v_blacklist (entry, org, action, reason, basis, refs, until, recorded_at) "
+            "VALUES (?, ?, 'removed', ?, NULL, ?, NULL, ?) ON CONFLICT (entry) DO NOTHING",
+            (at.index, b["org"], b["reason"], json.dumps(b["refs"]), at.recorded_at),
+        )
+
+    def award_granted(self, s: Statement, at: Source) -> None:
+        b = s.body
+        valid_until = text_time(b["valid_until"])
+        self.tx.execute(
+            "INSERT INTO v_awards (entry, org, title, valid_until, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (entry) DO NOTHING",
+            (at.index, b["org"], b["title"], valid_until, at.recorded_at),
+        )
+        self._line(at, b["org"], self.policy.award, "award.granted",
+                   f"{b['title']}, valid until {valid_until}", valid_until)
+
+    def case_opened(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "INSERT INTO v_cases (case_id, respondent, opened_by, opened_entry, summary, channel, "
+            "status) VALUES (?, ?, ?, ?, ?, ?, 'open') ON CONFLICT (case_id) DO UPDATE SET "
+            "summary = excluded.summary, channel = excluded.channel",
+            (b["case"], b["respondent"], s.by, at.index, b["summary"], b["channel"]),
+        )
+        self._case_entry(b["case"], at.index)
+        self.tx.executemany(
+            "INSERT INTO v_case_batches (case_id, gtin, lot, entry) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (case_id, gtin, lot) DO NOTHING",
+            [(b["case"], ref["gtin"], ref["lot"], at.index) for ref in b["batches"]],
+        )
+
+    def case_evidence(self, s: Statement, at: Source) -> None:
+        self._case_entry(s.body["case"], at.index)
+
+    def case_resolved(self, s: Statement, at: Source) -> None:
+        b = s.body
+        self.tx.execute(
+            "UPDATE v_cases SET status = 'resolved', finding = ?, resolved_entry = ? "
+            "WHERE case_id = ?",
+            (b["finding"], at.index, b["case"]),
+        )
+        self._case_entry(b["case"], at.index)
+        respondent = self.tx.value(
+            "SELECT respondent FROM v_cases WHERE case_id = ?", (b["case"],)
+        )
+        if respondent is not None:
+            self._line(at, respondent, self.policy.case_points(b["finding"]), "case.substantiated",
+                       f"case {b['case']} resolved {b['finding']} against it")
+
+    def _case_entry(self, case: str, index: int) -> None:
+        self.tx.execute(
+            "INSERT INTO v_case_entries (case_id, entry) VALUES (?, ?) "
+            "ON CONFLICT (case_id, entry) DO NOTHING",
+            (case, index),
+        )
+
+
+_HANDLERS: dict[str, Callable[[Projector, Statement, Source], None]] = {
+    "org.registered": Projector.org_registered,
+    "batch.produced": Projector.batch_produced,
+    "batch.shipped": Projector.batch_shipped,
+    "batch.received": Projector.batch_received,
+    "check.recorded": Projector.check_recorded,
+    "recall.issued": Projector.recall_issued,
+    "credit.adjusted": Projector.credit_adjusted,
+    "blacklist.added": Projector.blacklist_added,
+    "blacklist.removed": Projector.blacklist_removed,
+    "award.granted": Projector.award_granted,
+    "case.opened": Projector.case_opened,
+    "case.evidence": Projector.case_evidence,
+    "case.resolved": Projector.case_resolved,
+}

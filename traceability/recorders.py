@@ -1,0 +1,162 @@
+"""Tracking recorders that also hold the view tables: rows and position commit together.
+
+They extend the eventsourcing library's SQLite and PostgreSQL tracking recorders
+(eventsourcing ~=9.5: `SQLiteTrackingRecorder`, `PostgresTrackingRecorder`, their
+tracking table and `max_tracking_id`). A chunk of entries is applied in one
+transaction that first moves the tracking row from the position the chunk starts at
+to the notification id it ends at, then writes the view rows. A crash rolls both back;
+a process that lost a race finds the row moved, changes nothing and reads its
+position again.
+
+Why a compare-and-set and not the library's `insert_tracking`: that upsert only
+refuses a position that does not move forward, so two processes whose chunks overlap
+without ending at the same id (one catching up to id 10, another to id 15) would both
+commit the entries up to 10. Claiming the row first also makes every later reader
+of the view tables in the transaction see the rows of all earlier chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg.sql import SQL, Identifier
+
+from traceability.schema import create_statements, drop_statements
+from traceability.sql import Tx
+
+# Serialises creating and dropping the view tables between processes on PostgreSQL,
+# where two concurrent CREATE TABLE IF NOT EXISTS can still collide.
+_PG_LOCK = 0x716C6564  # "qled"
+
+
+class ViewsRecorder(Protocol):
+    """What `Views` needs from a recorder, whichever the database."""
+
+    def create_table(self) -> None: ...
+
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def wait(self, application_name: str, notification_id: int | None,
+             timeout: float = 1.0, interrupt: Any = None) -> None: ...
+
+    def write(self) -> Any:
+        """A context manager giving a Tx in a transaction that commits on success."""
+
+    def read(self) -> Any:
+        """A context manager giving a Tx in a read-only snapshot."""
+
+    def claim(self, tx: Tx, application_name: str, start: int, last: int) -> bool: ...
+
+    def lock_views(self, tx: Tx) -> None: ...
+
+    def forget_position(self, tx: Tx, application_name: str) -> None: ...
+
+    def recreate_tables(self, tx: Tx) -> None: ...
+
+
+class _Tracking:
+    """The compare-and-set on the library's single-row tracking table."""
+
+    tracking_table: str
+
+    def claim(self, tx: Tx, application_name: str, start: int, last: int) -> bool:
+        """Move the position of `application_name` from `start` to `last` (0: none yet).
+
+        True if this transaction now owns the notifications start < id <= last; False
+        if another process moved the position first, and then nothing was changed. Must
+        be the transaction's first statement: on SQLite that takes the write lock before
+        anything is read; on PostgreSQL a rival waits on the row, then finds it moved.
+        """
+        if start == 0:
+            row = tx.row(
+                f"INSERT INTO {self.tracking_table} AS t (application_name, notification_id) "
+                "VALUES (?, ?) ON CONFLICT (application_name) DO UPDATE "
+                "SET notification_id = excluded.notification_id WHERE t.notification_id = 0 "
+                "RETURNING notification_id",
+                (application_name, last),
+            )
+        else:
+            row = tx.row(
+                f"UPDATE {self.tracking_table} SET notification_id = ? "
+                "WHERE application_name = ? AND notification_id = ? RETURNING notification_id",
+                (last, application_name, start),
+            )
+        return row is not None
+
+    def forget_position(self, tx: Tx, application_name: str) -> None:
+        """Back to 0. The row is kept, not deleted, so that a process about to claim it
+        waits for this transaction and then finds it moved."""
+        tx.execute(
+            f"INSERT INTO {self.tracking_table} AS t (application_name, notification_id) "
+            "VALUES (?, 0) ON CONFLICT (application_name) DO UPDATE SET notification_id = 0",
+            (application_name,),
+        )
+
+    def lock_views(self, tx: Tx) -> None:
+        """Serialise creating, checking and dropping the view tables. A write as the
+        transaction's first statement makes SQLite take its write lock at once."""
+        tx.execute("UPDATE v_meta SET value = value WHERE name = ''")
+
+    def recreate_tables(self, tx: Tx) -> None:
+        for statement in (*drop_statements(), *create_statements()):
+            tx.execute(statement)
+
+
+class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
+    tracking_table = "tracking"  # the library's fixed name on SQLite
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *create_statements()]
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.datastore.transaction(commit=True) as cursor:
+            yield Tx(cursor, postgres=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        # A deferred transaction in WAL mode: one snapshot from the first read on.
+        with self.datastore.transaction(commit=False) as cursor:
+            yield Tx(cursor, postgres=False)
+
+
+class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.tracking_table = self.tracking_table_name
+        self._search_path = SQL("SET LOCAL search_path TO {}").format(
+            Identifier(self.datastore.schema)
+        )
+
+    def _create_table(self, curs: Any) -> None:
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+        super()._create_table(curs)
+        curs.execute(self._search_path)
+        for statement in create_statements():
+            curs.execute(statement)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.datastore.transaction(commit=True) as cursor:
+            # Table names are unqualified in the queries; the ledger's schema holds them.
+            cursor.execute(self._search_path)
+            yield Tx(cursor, postgres=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.datastore.transaction(commit=False) as cursor:
+            # One snapshot for every query of a trace or scan view, as on SQLite.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute(self._search_path)
+            yield Tx(cursor, postgres=True)
+
+    def lock_views(self, tx: Tx) -> None:
+        # Held to the end of the transaction; the same lock guards creating the tables.
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK,))

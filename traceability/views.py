@@ -1,0 +1,240 @@
+"""The read side's tables, kept up to date from the log's `Appended` notifications.
+
+The views live in the ledger's own database (the SQLite file, or the PostgreSQL schema
+of its URL) and are written through a tracking recorder (traceability.recorders), so
+the rows of a chunk of entries and the position after it commit in one transaction.
+Any number of processes may call `catch_up`: each chunk is applied by exactly one.
+
+In the writing process, `attach` gives read-your-writes: the views catch up after each
+commit, before the writer hands out its receipts. Elsewhere, `follow` polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Self, cast
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory, Notification, PersistenceError
+from eventsourcing.utils import Environment, get_topic
+
+from ledger.application import Ledger
+from ledger.domain.log import Appended
+from ledger.errors import LedgerError, NotFound, StorageError
+from ledger.statements import Statement
+from traceability.policy import DEFAULT_POLICY, CreditPolicy
+from traceability.projector import Parsed, Projector, parse_entry
+from traceability.recorders import PostgresViewsRecorder, SQLiteViewsRecorder, ViewsRecorder
+from traceability.schema import CONTENT_TABLES, ORDER, SCHEMA_VERSION
+from traceability.sql import Row, Tx
+
+log = logging.getLogger(__name__)
+
+APPENDED_TOPIC = get_topic(Appended)
+DEFAULT_CHUNK = 500
+
+
+class Views:
+    """The view tables of one ledger.
+
+    `clock` is the time credit and blacklist questions are answered at when no time
+    is given; by default the ledger's own clock.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        policy: CreditPolicy = DEFAULT_POLICY,
+        chunk_size: int = DEFAULT_CHUNK,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        self.ledger = ledger
+        self.policy = policy
+        self.chunk_size = chunk_size
+        self.clock = clock or ledger.clock
+        # Tracking rows are named after the application followed, as the library does.
+        self.name = ledger.name
+        self._factory, self.recorder = _infrastructure(ledger)  # creates the tables
+        self._lock = threading.Lock()  # one catch-up at a time in this process
+        self._reset(only_if_stale=True)
+
+    def close(self) -> None:
+        """Close the views' connections (not the ledger's)."""
+        self._factory.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def open(cls, ledger: Ledger, **options: Any) -> Views:
+        """Views brought up to date with the log: what a command or a reader wants."""
+        views = cls(ledger, **options)
+        views.catch_up()
+        return views
+
+    # ---- keeping up ----------------------------------------------------------
+
+    def position(self) -> int:
+        """The notification id of the last entry applied (0 before any)."""
+        return self.recorder.max_tracking_id(self.name) or 0
+
+    def catch_up(self, up_to_notification_id: int | None = None) -> int:
+        """Apply the entries recorded since the last catch-up, in order, in chunks of
+        `chunk_size`, one transaction each, up to the given notification id (default:
+        the latest). Returns how many entries this call applied; other processes may
+        have applied the rest.
+
+        The position then covers every notification up to that id, not only the
+        log's, so a reader can wait for any notification id the ledger gave out."""
+        applied = 0
+        with self._lock:
+            # Every id up to the latest is committed: the library's recorders take a
+            # table lock to give out notification ids in commit order.
+            horizon = up_to_notification_id
+            if horizon is None:
+                horizon = self.ledger.recorder.max_notification_id() or 0
+            while (start := self.position()) < horizon:
+                notifications = self.ledger.recorder.select_notifications(
+                    start=start, limit=self.chunk_size, stop=horizon, topics=[APPENDED_TOPIC],
+                    inclusive_of_start=False,
+                )
+                # A short chunk is the last one: it takes the position to the horizon.
+                end = notifications[-1].id if len(notifications) == self.chunk_size else horizon
+                if self._apply_chunk(start, notifications, end):
+                    applied += len(notifications)
+                    if end == horizon:
+                        break
+                # Otherwise another process applied (part of) it: read the position again.
+        return applied
+
+    def wait(self, notification_id: int, timeout: float = 5.0) -> None:
+        """Block until the views cover `notification_id` (whoever applies it); raises
+        TimeoutError after `timeout` seconds."""
+        self.recorder.wait(self.name, notification_id, timeout=timeout)
+
+    def _apply_chunk(
+        self, start: int, notifications: Sequence[Notification], end: int | None = None
+    ) -> bool:
+        """Apply `notifications` (all the log's after `start` up to `end`, by default
+        the last of them) and move the position from `start` to `end`, or do nothing
+        and return False if the position is no longer `start`."""
+        if end is None:
+            end = notifications[-1].id
+        # Parse before taking the write lock: on SQLite it also holds up the ledger's writers.
+        entries = [self._parse(n) for n in notifications]
+        with self.recorder.write() as tx:
+            if not self.recorder.claim(tx, self.name, start, end):
+                return False
+            projector = Projector(tx, self.policy, self._read_statement)
+            for parsed in entries:
+                projector.entry(parsed)
+        return True
+
+    def _parse(self, notification: Notification) -> Parsed:
+        event: Appended = self.ledger.mapper.to_domain_event(notification)  # type: ignore[assignment]
+        return parse_entry(event.index, event.entry)
+
+    def _read_statement(self, index: int) -> Statement | None:
+        """An entry's statement as signed, for corrections (entries never change)."""
+        try:
+            return self.ledger.statement_at(index)
+        except LedgerError:
+            return None
+
+    def attach(self, ledger: Ledger | None = None, *, raise_errors: bool = False) -> None:
+        """Catch up after every commit of `ledger` (by default the one followed).
+
+        A failure to catch up is logged, not raised: the entries are recorded by then,
+        and the next catch-up retries. Tests pass raise_errors=True to see it."""
+        def after_commit(notification_id: int) -> None:
+            try:
+                self.catch_up(notification_id)
+            except Exception:
+                if raise_errors:
+                    raise
+                log.exception("views did not catch up to notification %d", notification_id)
+
+        (ledger or self.ledger).after_commit.append(after_commit)
+
+    def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Catch up every `interval` seconds until `stop` is set (a follower process)."""
+        while not stop.is_set():
+            self.catch_up()
+            stop.wait(interval)
+
+    def rebuild(self) -> int:
+        """Drop every view table, create them again, and apply the whole log."""
+        self._reset(only_if_stale=False)
+        return self.catch_up()
+
+    def _reset(self, *, only_if_stale: bool) -> bool:
+        expected = self._meta()
+        with self._lock, self.recorder.write() as tx:
+            # First statement: takes the write lock (SQLite) or the views' lock (PostgreSQL).
+            self.recorder.lock_views(tx)
+            if only_if_stale:
+                found = {r["name"]: r["value"] for r in tx.rows("SELECT name, value FROM v_meta")}
+                if found == expected:
+                    return False
+            self.recorder.forget_position(tx, self.name)
+            self.recorder.recreate_tables(tx)
+            tx.executemany("INSERT INTO v_meta (name, value) VALUES (?, ?)", expected.items())
+        return True
+
+    def _meta(self) -> dict[str, str]:
+        return {"schema": SCHEMA_VERSION, "policy": self.policy.name}
+
+    # ---- reading -------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        """A read-only snapshot of the view tables, for the query modules."""
+        try:
+            with self.recorder.read() as tx:
+                yield tx
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            raise StorageError(
+                f"cannot read the views in {self.ledger.database.describe()}: {e}"
+            ) from e
+
+    def organization(self, uscc: str) -> Row:
+        """The organization's row; raises NotFound for an unknown USCC."""
+        with self.reading() as tx:
+            row = tx.row("SELECT * FROM v_organizations WHERE uscc = ?", (uscc,))
+        if row is None:
+            raise NotFound(f"organization {uscc} is not registered")
+        return row
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every content table's rows in key order: to compare two builds of the views."""
+        with self.reading() as tx:
+            return {
+                table: [tuple(r.values())
+                        for r in tx.rows(f"SELECT * FROM {table} ORDER BY {ORDER[table]}")]
+                for table in CONTENT_TABLES
+            }
+
+
+def _infrastructure(ledger: Ledger) -> tuple[InfrastructureFactory[Any], ViewsRecorder]:
+    """The views' own connections to the ledger's database, and their recorder.
+
+    Not the ledger's pool: a views transaction reads entries from the ledger while it
+    holds its write connection, and a pool that queues callers fairly would keep that
+    read waiting behind a ledger writer waiting for the same write connection."""
+    settings = {**ledger.database.env(), "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
+    # Named "views": on PostgreSQL the tracking table is then views_tracking.
+    factory = InfrastructureFactory.construct(Environment("views", settings))
+    cls = PostgresViewsRecorder if ledger.database.is_postgres else SQLiteViewsRecorder
+    # The library types the result as its base TrackingRecorder; it is an instance of cls.
+    return factory, cast(ViewsRecorder, factory.tracking_recorder(cls))
