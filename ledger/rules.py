@@ -254,27 +254,37 @@ def correction(ctx: Context) -> None:
             Rejection.ROLE_FORBIDDEN,
             f"entry {b['corrects']} was signed by {old.by}; only it or a regulator corrects it",
         )
-    new = ctx.statement.replacement
+    _check_replacement(ctx, old, ctx.statement.replacement, "replacement")
+
+
+def _check_replacement(ctx: Context, old: Statement, new: Statement | None, where: str) -> None:
+    """A replacement keeps what the write side acted on. Correcting a correction is
+    checked all the way down: its own replacement is held to the statement the
+    corrected correction corrects, so no depth of nesting escapes the rule."""
     fixed = FIXED_FIELDS.get(old.type, ())
     if new is None:
         if fixed:
             raise Rejected(
                 Rejection.BAD_CORRECTION,
-                f"a {old.type} statement cannot be withdrawn; record a new statement that undoes it",
+                f"{where}: a {old.type} statement cannot be withdrawn; record a new "
+                "statement that undoes it",
             )
         return
     if (new.type, new.id, new.by) != (old.type, old.id, old.by):
         raise Rejected(
             Rejection.BAD_CORRECTION,
-            "replacement must keep the corrected statement's type, id and by "
+            f"{where} must keep the corrected statement's type, id and by "
             f"({old.type}, {old.id}, {old.by})",
         )
     for name in fixed:
         if new.body.get(name) != old.body.get(name):
             raise Rejected(
                 Rejection.BAD_CORRECTION,
-                f"replacement.{name}: a correction may not change {name} of a {old.type}",
+                f"{where}.{name}: a correction may not change {name} of a {old.type}",
             )
+    if old.type == "correction":
+        target = ctx.read_statement(old.body["corrects"])
+        _check_replacement(ctx, target, new.replacement, f"{where}.replacement")
 
 
 RULES: dict[str, Callable[[Context], None]] = {

@@ -811,3 +811,36 @@ def test_unknown_organization_as_receiver(world: World) -> None:
                          to=stranger, shipment="S-1")
     refused(world, [env], Rejection.UNKNOWN_ORG, stranger)
     assert holdings(world)["in_transit"] == 0
+
+
+def test_a_correction_of_a_correction_cannot_withdraw_what_a_direct_one_could_not(
+    db_url: str,
+) -> None:
+    """The regulator corrects a registration's name, then 'corrects that correction' to
+    withdraw the registration altogether, or to swap in another organization: both are
+    refused, as they would be if done directly."""
+    world = World(db_url)
+    mill = make_uscc(4242)
+    world.submit("org.registered", ROOT, uscc=mill, name="Old name", roles=["producer"],
+                 region="350100")
+    registration = world.ledger.size() - 1
+    original = world.ledger.statement_at(registration)
+    raw = json.loads(base64.b64decode(
+        world.ledger.entry(registration).to_json()["envelope"]["payload"]))
+    first = world.submit("correction", ROOT, corrects=registration, reason="typo",
+                         replacement={**raw, "name": "New name"}).index
+    first_raw = json.loads(base64.b64decode(
+        world.ledger.entry(first).to_json()["envelope"]["payload"]))
+    size = world.ledger.size()
+    for replacement in (
+        {**first_raw, "replacement": None},
+        {**first_raw, "replacement": {**raw, "uscc": make_uscc(4343)}},
+    ):
+        with pytest.raises(Rejected) as e:
+            world.submit("correction", ROOT, corrects=first, reason="again",
+                         replacement=replacement)
+        assert e.value.kind is Rejection.BAD_CORRECTION
+        assert "replacement.replacement" in e.value.detail
+    assert world.ledger.size() == size
+    assert original.body["uscc"] == mill
+    world.ledger.close()
