@@ -12,11 +12,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import entries, health, log
+from api.routes import entries, health, log, read
 from api.settings import Settings
 from ledger.application import Ledger
+from traceability.views import Views
 
-ROUTERS = (entries.router, log.router, health.router)
+ROUTERS = (entries.router, log.router, read.router, health.router)
 
 DESCRIPTION = """\
 The quality ledger's HTTP API (PROTOCOL.md §5). Organizations submit signed statements as
@@ -34,15 +35,22 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     owned = ledger is None
     the_ledger = ledger if ledger is not None else Ledger(settings.db)
 
+    # One set of views per worker process, updated after this process's own writes
+    # and caught up before every read (other workers' writes).
+    views = Views.open(the_ledger)
+    views.attach(the_ledger)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        views.close()
         if owned:
             the_ledger.close()
 
     app = FastAPI(title="qledger", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.ledger = the_ledger
     app.state.settings = settings
+    app.state.views = views
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)

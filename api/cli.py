@@ -84,6 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the new checkpoint there, once verified, for the next run")
     p.set_defaults(run=cmd_checkpoint)
 
+    p = commands.add_parser("trace", parents=[db], help="trace a batch up or down the chain")
+    p.add_argument("gtin")
+    p.add_argument("lot")
+    way = p.add_mutually_exclusive_group(required=True)
+    way.add_argument("--up", dest="direction", action="store_const", const="up")
+    way.add_argument("--down", dest="direction", action="store_const", const="down")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_trace)
+
+    p = commands.add_parser("org", parents=[db], help="an organization and its credit")
+    p.add_argument("uscc")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_org)
+
+    p = commands.add_parser("blacklist", parents=[db], help="the quality-dishonesty blacklist")
+    p.add_argument("--history", action="store_true", help="every listing and delisting")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_blacklist)
+
+    p = commands.add_parser("stats", parents=[db], help="supervisory check pass rates")
+    p.add_argument("--period", choices=["month", "year"], default="year")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_stats)
+
+    p = commands.add_parser("rebuild", parents=[db], help="drop and rebuild every view")
+    p.set_defaults(run=cmd_rebuild)
+
     p = commands.add_parser("demo", help="create a demo ledger with realistic data")
     p.add_argument("--dir", type=Path, default=Path("demo"),
                    help="folder for qledger.db and its keys (default ./demo)")
@@ -372,6 +399,93 @@ def _write_atomically(path: Path, text: str) -> None:
         os.replace(temporary, path)
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e}") from None
+
+
+def _views(args: argparse.Namespace) -> Any:
+    from traceability.views import Views
+
+    return Views.open(_open_ledger(args))
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from traceability.trace import trace
+
+    with _views(args) as views:
+        graph = trace(views, args.gtin, args.lot, args.direction).to_json()
+    if args.json:
+        _print_json(graph)
+        return EXIT_OK
+    print(f"{graph['root']['gtin']}/{graph['root']['lot']}: {len(graph['nodes'])} batches")
+    for edge in graph["edges"]:
+        f, t = edge["from"], edge["to"]
+        print(f"  {t['gtin']}/{t['lot']} made from "
+              f"{f['gtin']}/{f['lot']} ({edge['quantity']}, entry {edge['entry']})")
+    for s in graph["shipments"]:
+        got = f"received at entry {s['received_entry']}" if s["received_entry"] is not None else "in transit"
+        print(f"  shipped {s['quantity']} of {s['gtin']}/{s['lot']} {s['from']} -> {s['to']} "
+              f"(entry {s['entry']}, {got})")
+    print("organizations: " + ", ".join(graph["organizations"]))
+    return EXIT_OK
+
+
+def cmd_org(args: argparse.Namespace) -> int:
+    from traceability.orgs import profile
+
+    with _views(args) as views:
+        org = profile(views, args.uscc).to_json()
+    if args.json:
+        _print_json(org)
+        return EXIT_OK
+    credit = org["credit"]
+    listed = ", BLACKLISTED" if credit["blacklisted"] else ""
+    print(f"{org['uscc']} {org['name']} ({'/'.join(org['roles'])}, region {org['region']})")
+    print(f"credit: {credit['score']} grade {credit['grade']}{listed} [{credit['policy']}]")
+    for line in credit["explain"]:
+        print(f"  entry {line['entry']:>6}  {line['delta']:+4d}  {line['reason']}")
+    return EXIT_OK
+
+
+def cmd_blacklist(args: argparse.Namespace) -> int:
+    from traceability import blacklist
+
+    with _views(args) as views:
+        rows = ([e.to_json() for e in blacklist.history(views)] if args.history
+                else [listing.to_json() for listing in blacklist.current(views)])
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    for row in rows:
+        print("  ".join(str(row.get(k, "")) for k in ("org", "name", "since", "reason") if k in row)
+              if not args.history else json.dumps(row, ensure_ascii=False))
+    if not rows:
+        print("the blacklist is empty")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from traceability.stats import pass_rates
+
+    with _views(args) as views:
+        rates = [r.to_json() for r in pass_rates(views, period=args.period)]
+    if args.json:
+        _print_json(rates)
+        return EXIT_OK
+    for r in rates:
+        print(json.dumps(r, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from traceability.views import Views
+
+    with Views(_open_ledger(args)) as views:
+        count = views.rebuild()
+    print(f"rebuilt every view from entry 0: {count} entries applied")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,132 @@
+"""The read side over HTTP (PROTOCOL.md §5): GS1 Digital Link scan view, trace graph,
+organization credit, blacklist. Every read first catches the views up with the log,
+so a reader sees what any worker has committed (read-your-writes across processes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from api.pages import render_scan
+from ledger.errors import InvalidRequest, Rejected
+from ledger.identifiers import normalize_gtin, validate_lot, validate_uscc
+from traceability import blacklist, orgs, scan, trace
+from traceability.views import Views
+
+router = APIRouter(tags=["read"])
+
+_BATCH = {"gtin": "06920023000105", "lot": "BR20261028-B"}
+SCAN_EXAMPLE = {
+    "batch": {**_BATCH, "product": "全麦吐司 400g", "category": "food",
+              "produced_at": "2026-10-28T09:00:00Z", "expires_at": "2026-11-04T09:00:00Z",
+              "standard": "GB 7099-2015", "entry": 33},
+    "producer": {"uscc": "91350102MA2Y00004P", "name": "福州麦香烘焙食品有限公司", "grade": "A",
+                 "score": 95, "blacklisted": False},
+    "status": "recalled",
+    "checks": [],
+    "recalls": [{"gtin": "06920002000102", "lot": "FL20261025-2", "level": 2,
+                 "reason": "监督抽查铅含量超标，主动召回", "upstream": True, "entry": 50}],
+    "origin": [{"uscc": "93350181MA2Y00001M", "name": "福清市禾丰粮食种植专业合作社",
+                "region": "350181"}],
+    "checkpoint": {"tree_size": 57, "root_hash": "3f5a…"},
+}
+TRACE_EXAMPLE = {
+    "root": _BATCH, "direction": "up",
+    "nodes": [{**_BATCH, "org": "91350102MA2Y00004P", "product": "全麦吐司 400g", "entry": 33}],
+    "edges": [{"from": {"gtin": "06920002000102", "lot": "FL20261025-2"}, "to": _BATCH,
+               "quantity": 80, "entry": 33}],
+    "shipments": [{**_BATCH, "from": "91350102MA2Y00004P", "to": "91350100MA2Y00005X",
+                   "quantity": 2500, "entry": 36, "received_entry": 37}],
+    "organizations": ["91350100MA2Y00005X", "91350102MA2Y00004P"],
+}
+ORG_EXAMPLE = {
+    "uscc": "91350100MA2Y00002L", "name": "福州金穗面粉有限公司", "roles": ["producer"],
+    "region": "350100", "credit": {"score": 82, "grade": "B", "blacklisted": False,
+                                   "explain": [{"entry": 30, "delta": -10,
+                                                "reason": "failed supervisory check",
+                                                "rule": "check.failed.production"}]},
+}
+BLACKLIST_EXAMPLE = {"blacklist": [{"org": "92350104MA2Y000091", "name": "福州仓山某食品加工坊",
+                                    "reason": "生产销售不合格食品且拒不整改", "since": "2026-11-20T09:00:00Z",
+                                    "until": None, "entry": 55}]}
+
+
+def _example(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
+def get_views(request: Request) -> Views:
+    views: Views = request.app.state.views
+    views.catch_up()
+    return views
+
+
+ViewsDep = Annotated[Views, Depends(get_views)]
+
+
+def _gtin(value: str) -> str:
+    try:
+        return normalize_gtin(value)
+    except Rejected as e:
+        raise InvalidRequest(e.detail) from None
+
+
+def _lot(value: str) -> str:
+    try:
+        return validate_lot(value)
+    except Rejected as e:
+        raise InvalidRequest(e.detail) from None
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+@router.get(
+    "/01/{gtin}/10/{lot}",
+    summary="GS1 Digital Link: the scan view of a batch",
+    responses={200: {"content": {"application/json": {"example": SCAN_EXAMPLE},
+                                 "text/html": {"example": "<!doctype html>…"}}},
+               301: {"description": "GTIN-8/12/13 redirected to the GTIN-14 URI"}},
+)
+def scan_batch(gtin: str, lot: str, request: Request, views: ViewsDep) -> Response:
+    """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
+    `Accept: application/json`. A shorter GTIN redirects to the canonical GTIN-14 URI."""
+    canonical = _gtin(gtin)
+    if canonical != gtin:
+        return RedirectResponse(f"/01/{canonical}/10/{lot}", status_code=301)
+    view = scan.scan(views, canonical, _lot(lot)).to_json()
+    if _wants_json(request):
+        return JSONResponse(view)
+    return HTMLResponse(render_scan(view, lang=request.query_params.get("lang", "zh")))
+
+
+@router.get("/v1/batches/{gtin}/{lot}/trace", summary="The trace graph of a batch",
+            responses=_example(TRACE_EXAMPLE))
+def trace_batch(
+    gtin: str, lot: str, views: ViewsDep,
+    direction: Annotated[Literal["up", "down"], Query()] = "up",
+) -> dict[str, Any]:
+    """`up`: everything the batch was made from, to any depth; `down`: everything made
+    from it and every organization that received any of it (the reach of a recall)."""
+    return trace.trace(views, _gtin(gtin), _lot(lot), direction).to_json()
+
+
+@router.get("/v1/orgs/{uscc}", summary="An organization and its quality credit",
+            responses=_example(ORG_EXAMPLE))
+def organization(uscc: str, views: ViewsDep) -> dict[str, Any]:
+    """Score, grade, blacklist status, and `explain`: every entry that moved the score."""
+    try:
+        code = validate_uscc(uscc)
+    except Rejected as e:
+        raise InvalidRequest(e.detail) from None
+    return orgs.profile(views, code).to_json()
+
+
+@router.get("/v1/blacklist", summary="Organizations on the quality-dishonesty blacklist",
+            responses=_example(BLACKLIST_EXAMPLE))
+def current_blacklist(views: ViewsDep) -> dict[str, Any]:
+    return {"blacklist": [listing.to_json() for listing in blacklist.current(views)]}

@@ -1,0 +1,103 @@
+"""The read side over HTTP, on the demo ledger: what a shopper's phone, a bank and an
+investigator get back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import demo
+from api.app import create_app
+from ledger.application import Ledger
+
+
+Shop = tuple[TestClient, demo.Demo, Ledger]
+
+
+@pytest.fixture
+def shop(tmp_path: Path, db_url: str) -> Shop:
+    built = demo.build(db_url, tmp_path / "log.pem", tmp_path / "root.pem")
+    from ledger import keys
+
+    ledger = Ledger(db_url, log_key=keys.load_private_key(tmp_path / "log.pem"))
+    return TestClient(create_app(ledger)), built, ledger
+
+
+JSON = {"accept": "application/json"}
+
+
+def test_a_shopper_scanning_bread_made_from_recalled_flour_sees_it_is_recalled(shop: Shop) -> None:
+    client, built, _ = shop
+    gtin, lot = built.recalled_bread
+    view = client.get(f"/01/{gtin}/10/{lot}", headers=JSON).json()
+    assert view["status"] == "recalled"
+    assert [r["upstream"] for r in view["recalls"]] == [True]
+    assert view["producer"]["uscc"] == demo.BAKERY and view["producer"]["grade"] == "A"
+    page = client.get(f"/01/{gtin}/10/{lot}")
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'class="banner recalled"' in page.text and "已召回" in page.text
+    assert "RECALLED" in client.get(f"/01/{gtin}/10/{lot}?lang=en").text
+
+
+def test_a_clean_loaf_is_ok_and_short_gtins_redirect_to_the_canonical_uri(shop: Shop) -> None:
+    client, built, _ = shop
+    gtin, lot = built.clean_bread
+    assert client.get(f"/01/{gtin}/10/{lot}", headers=JSON).json()["status"] == "ok"
+    moved = client.get(f"/01/{gtin[1:]}/10/{lot}", follow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["location"] == f"/01/{gtin}/10/{lot}"
+
+
+def test_bad_gtins_and_unknown_batches_are_problems(shop: Shop) -> None:
+    client, built, _ = shop
+    gtin, lot = built.clean_bread
+    bad = gtin[:-1] + str((int(gtin[-1]) + 1) % 10)
+    answer = client.get(f"/01/{bad}/10/{lot}", headers=JSON)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert client.get(f"/01/{gtin}/10/NOPE", headers=JSON).status_code == 404
+
+
+def test_the_reach_of_the_recall_and_the_mills_credit(shop: Shop) -> None:
+    client, built, _ = shop
+    down = client.get(f"/v1/batches/{demo.FLOUR}/FL20261025-2/trace?direction=down").json()
+    assert down["organizations"] == sorted(
+        [demo.MILL, demo.BAKERY, demo.DISTRIBUTOR, demo.MART_A, demo.MART_B])
+    mill = client.get(f"/v1/orgs/{demo.MILL}").json()["credit"]
+    assert (mill["score"], mill["grade"]) == (82, "B")
+    assert [line["delta"] for line in mill["explain"]] == [100, -10, -8]
+    listed = client.get("/v1/blacklist").json()["blacklist"]
+    assert [entry["org"] for entry in listed] == [demo.WORKSHOP]
+
+
+def test_another_worker_sees_a_write_at_once(shop: Shop, db_url: str, tmp_path: Path) -> None:
+    """Two API workers share one database: a recall recorded through one is on the scan
+    page served by the other on the next request."""
+    client, built, ledger = shop
+    from ledger import client as signing
+    from ledger import keys
+
+    other = TestClient(create_app(Ledger(db_url, log_key=keys.load_private_key(tmp_path / "log.pem"))))
+    gtin, lot = built.clean_bread
+    assert other.get(f"/01/{gtin}/10/{lot}", headers=JSON).json()["status"] == "ok"
+    root = keys.load_private_key(tmp_path / "root.pem")
+    recall = signing.sign(signing.new_statement(
+        "recall.issued", demo.REGULATOR, gtin=gtin, lots=[lot], level=1, reason="包装破损"), root)
+    assert client.post("/v1/entries", json=recall).status_code == 201
+    assert other.get(f"/01/{gtin}/10/{lot}", headers=JSON).json()["status"] == "recalled"
+
+
+def test_free_text_is_escaped_on_the_page(shop: Shop, tmp_path: Path) -> None:
+    client, built, _ = shop
+    from ledger import client as signing
+    from ledger import keys
+
+    root = keys.load_private_key(tmp_path / "root.pem")
+    gtin, lot = built.clean_bread
+    recall = signing.sign(signing.new_statement(
+        "recall.issued", demo.REGULATOR, gtin=gtin, lots=[lot], level=3,
+        reason="<script>alert(1)</script>' OR 1=1 --"), root)
+    assert client.post("/v1/entries", json=recall).status_code == 201
+    page = client.get(f"/01/{gtin}/10/{lot}").text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
