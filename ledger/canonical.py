@@ -268,7 +268,8 @@ def _check_depth(text: str) -> None:
         _refuse(f"statement nests {deepest} levels deep; at most {MAX_DEPTH} are allowed")
 
 
-def _json_kind(value: object) -> str:
+def json_kind(value: object) -> str:
+    """How a value reads in an error message: 'a string', 'an array', ..."""
     if isinstance(value, bool):
         return "a boolean"
     if value is None:
@@ -277,7 +278,7 @@ def _json_kind(value: object) -> str:
         return "a number"
     if isinstance(value, str):
         return "a string"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "an array"
     return "an object"
 
@@ -300,7 +301,7 @@ def _parse_text(text: str) -> dict[str, Any]:
         # Unreachable after _check_depth on valid input; kept as a safety net.
         _refuse(f"statement nests more than {MAX_DEPTH} levels deep")
     if type(value) is not dict:
-        _refuse(f"a statement must be a JSON object, not {_json_kind(value)}")
+        _refuse(f"a statement must be a JSON object, not {json_kind(value)}")
     return value
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ledger import keys
-from ledger.canonical import b64decode, b64encode, parse_canonical_statement
+from ledger.canonical import b64decode, b64encode, json_kind, parse_canonical_statement
 from ledger.errors import Rejected, Rejection
 
 __all__ = ["MAX_PAYLOAD_BYTES", "PAYLOAD_TYPE", "Envelope", "Signature", "pae"]
@@ -88,15 +88,15 @@ class Envelope:
         obj = _load_json(data) if isinstance(data, (bytes, bytearray, str)) else data
         # type() first: parsed JSON is always a dict, and the ABC check costs more.
         if type(obj) is not dict and not isinstance(obj, Mapping):
-            _bad_envelope(f"an envelope must be a JSON object, not {_kind(obj)}")
+            _bad_envelope(f"an envelope must be a JSON object, not {json_kind(obj)}")
         if obj.keys() != _ENVELOPE_FIELDS:
             _bad_envelope(_field_problem("the envelope", obj.keys(), _ENVELOPE_FIELDS))
         payload_type = obj["payloadType"]
         payload_text = obj["payload"]
         if not isinstance(payload_type, str):
-            _bad_envelope(f"payloadType must be a string, not {_kind(payload_type)}")
+            _bad_envelope(f"payloadType must be a string, not {json_kind(payload_type)}")
         if not isinstance(payload_text, str):
-            _bad_envelope(f"payload must be a base64 string, not {_kind(payload_text)}")
+            _bad_envelope(f"payload must be a base64 string, not {json_kind(payload_text)}")
         signatures = _signatures(obj["signatures"])
         if payload_type != PAYLOAD_TYPE:
             shown = payload_type if len(payload_type) <= 80 else payload_type[:77] + "…"
@@ -158,7 +158,7 @@ def _signatures(value: object) -> tuple[Signature, ...]:
     for i, item in enumerate(value):
         where = f"signatures[{i}]"
         if type(item) is not dict and not isinstance(item, Mapping):
-            _bad_envelope(f"{where} must be an object with fields keyid and sig, not {_kind(item)}")
+            _bad_envelope(f"{where} must be an object with fields keyid and sig, not {json_kind(item)}")
         if item.keys() != _SIGNATURE_FIELDS:
             _bad_envelope(_field_problem(where, item.keys(), _SIGNATURE_FIELDS))
         keyid = item["keyid"]
@@ -170,7 +170,7 @@ def _signatures(value: object) -> tuple[Signature, ...]:
         if keyid in seen:
             _bad_envelope(f"{where} repeats keyid {keyid}; each key signs an envelope at most once")
         if not isinstance(sig, str):
-            _bad_envelope(f"{where}.sig must be a base64 string, not {_kind(sig)}")
+            _bad_envelope(f"{where}.sig must be a base64 string, not {json_kind(sig)}")
         # A sig of the wrong size is well-formed JSON but cannot be an Ed25519
         # signature, so it is refused as a bad signature (before decoding, if
         # the text alone is too long).
@@ -241,19 +241,3 @@ def _field_problem(where: str, present: Any, expected: frozenset[str]) -> str:
     if extra:
         parts.append("has unexpected field(s) " + ", ".join(extra))
     return f"{where} {' and '.join(parts)} (fields are exactly {', '.join(sorted(expected))})"
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__

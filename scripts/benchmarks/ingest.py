@@ -21,7 +21,7 @@ from ledger import client, keys
 from ledger.application import Ledger
 from ledger.envelope import Envelope
 from ledger.identifiers import gtin_check_digit
-from scripts.benchmarks.common import database, machine, postgres_available
+from scripts.benchmarks.common import database, machine, reachable_backends
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -167,10 +167,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    backends = [b for b in args.backends.split(",") if b]
-    if "postgres" in backends and not postgres_available():
-        print("PostgreSQL not reachable: measuring SQLite only")
-        backends.remove("postgres")
+    backends = reachable_backends(args.backends)
     result = run(backends, args.n, args.single)
     if args.json:
         print(json.dumps(result))

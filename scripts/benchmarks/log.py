@@ -17,7 +17,7 @@ from typing import Any
 
 from ledger.audit import audit
 from ledger.log.verify import verify_checkpoint, verify_consistency, verify_inclusion
-from scripts.benchmarks.common import database, machine, postgres_available
+from scripts.benchmarks.common import database, machine, reachable_backends
 from scripts.benchmarks.ingest import Workload, raw_verify_rate
 
 
@@ -113,10 +113,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    backends = [b for b in args.backends.split(",") if b]
-    if "postgres" in backends and not postgres_available():
-        print("PostgreSQL not reachable: measuring SQLite only")
-        backends.remove("postgres")
+    backends = reachable_backends(args.backends)
     work = Workload()
     verify = raw_verify_rate(list(work.stream(500)))
     result: dict[str, Any] = {"machine": machine(), "raw_verify_per_s": round(verify)}
