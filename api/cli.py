@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_stats)
 
+    p = commands.add_parser("qr", help="the QR code of a batch's GS1 Digital Link URI")
+    p.add_argument("gtin")
+    p.add_argument("lot")
+    p.add_argument("-o", "--out", type=Path, required=True, help="FILE.png or FILE.svg")
+    p.add_argument("--resolver", default=os.environ.get("QLEDGER_RESOLVER", "https://id.qledger.example"),
+                   help="scheme and host of the resolver (default $QLEDGER_RESOLVER)")
+    p.set_defaults(run=cmd_qr)
+
     p = commands.add_parser("rebuild", parents=[db], help="drop and rebuild every view")
     p.set_defaults(run=cmd_rebuild)
 
@@ -476,6 +484,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rates:
         print(json.dumps(r, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_qr(args: argparse.Namespace) -> int:
+    from traceability import qr
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".png", ".svg"):
+        raise UsageError("-o must name a .png or .svg file")
+    uri = qr.digital_link(args.resolver, args.gtin, args.lot)
+    args.out.write_bytes(qr.qr_png(uri) if suffix == ".png" else qr.qr_svg(uri))
+    print(uri)
     return EXIT_OK
 
 

@@ -16,12 +16,14 @@ class Settings:
     `db` is the ledger's database (a SQLite path or a `postgresql://` URL); None means the
     ledger's own default (`QLEDGER_DB`, else `./qledger.db`). `max_body_bytes` bounds every
     request body: no more than that is ever read (PROTOCOL.md §5: 413 beyond it).
+    `resolver` (QLEDGER_RESOLVER) is the scheme and host QR codes point at.
     """
 
     db: str | None = None
     max_body_bytes: int = MiB
+    resolver: str | None = None  # Digital Link host for QR codes; None: this server's address
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        return cls(db=env.get("QLEDGER_DB") or None)
+        return cls(db=env.get("QLEDGER_DB") or None, resolver=env.get("QLEDGER_RESOLVER") or None)

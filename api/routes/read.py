@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from api.pages import render_scan
 from ledger.errors import InvalidRequest, Rejected
 from ledger.identifiers import normalize_gtin, validate_lot, validate_uscc
-from traceability import blacklist, orgs, scan, trace
+from traceability import blacklist, orgs, qr, scan, trace
 from traceability.views import Views
 
 router = APIRouter(tags=["read"])
@@ -130,3 +130,22 @@ def organization(uscc: str, views: ViewsDep) -> dict[str, Any]:
             responses=_example(BLACKLIST_EXAMPLE))
 def current_blacklist(views: ViewsDep) -> dict[str, Any]:
     return {"blacklist": [listing.to_json() for listing in blacklist.current(views)]}
+
+
+@router.get(
+    "/v1/qr/{gtin}/{name}",
+    summary="The QR code of a batch's Digital Link URI (`{lot}.svg` or `{lot}.png`)",
+    responses={200: {"content": {"image/svg+xml": {"example": "<svg …>"},
+                                 "image/png": {"example": "(PNG bytes)"}}}},
+)
+def batch_qr(gtin: str, name: str, request: Request) -> Response:
+    """A QR code holding `https://<resolver>/01/<GTIN-14>/10/<lot>`; the resolver is
+    QLEDGER_RESOLVER, else this server's own address."""
+    lot, dot, kind = name.rpartition(".")
+    if not dot or kind not in ("svg", "png"):
+        raise InvalidRequest("ask for {lot}.svg or {lot}.png")
+    resolver = request.app.state.settings.resolver or str(request.base_url)
+    uri = qr.digital_link(resolver, _gtin(gtin), _lot(lot))
+    if kind == "svg":
+        return Response(qr.qr_svg(uri), media_type="image/svg+xml")
+    return Response(qr.qr_png(uri), media_type="image/png")
