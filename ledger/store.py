@@ -265,9 +265,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             curs.execute(
                 self._select_after,
                 ([p[0] for p in pairs], [p[1] for p in pairs]),
-                # Planned for each call's arrays: a cached generic plan cannot know how
-                # few ids there are and may scan the whole table.
-                prepare=False,
+                prepare=True,  # OFFSET 0 keeps even the generic plan to index scans
             )
             return [
                 StoredEvent(
