@@ -135,6 +135,7 @@ def current_blacklist(views: ViewsDep) -> dict[str, Any]:
 @router.get(
     "/v1/qr/{gtin}/{name}",
     summary="The QR code of a batch's Digital Link URI (`{lot}.svg` or `{lot}.png`)",
+    response_class=Response,
     responses={200: {"content": {"image/svg+xml": {"example": "<svg …>"},
                                  "image/png": {"example": "(PNG bytes)"}}}},
 )
