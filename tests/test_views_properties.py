@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from ledger import client
 from ledger.envelope import Envelope
+from ledger.errors import Rejected, Rejection
 from ledger.rules import FIXED_FIELDS
 from tests.conftest import PG_URL, require_postgres
 from tests.support import ROOT, World, make_gtin, make_uscc
@@ -310,17 +311,25 @@ class History:
         current = m.in_force(root) or m.signed[root]
         new = self.changed(dict(current))
         if kind == "correction" and self.draw(st.integers(0, 4), "malformed") == 0:
-            # The ledger checks only the first level of a nested replacement: one that
-            # would withdraw what cannot be withdrawn, or swap in another statement
-            # (another id) further down, is accepted but must never be put in force.
-            event("malformed correction of a correction")
+            # A nested replacement that would withdraw what cannot be withdrawn, or swap
+            # in another statement (another id) further down, is refused at every depth.
+            event("malformed correction of a correction: refused")
             bad = None if FIXED_FIELDS.get(m.signed[root]["type"]) else {
                 **current, "id": str(uuid.uuid4())}
-            replacement: dict[str, Any] | None = self.nested(target, bad)
-        else:
-            if kind == "correction":
-                event("correction of a correction")
-            replacement = self.nested(target, new)
+            self.flush()
+            envelope = client.sign(
+                self.world.statement("correction", ROOT, corrects=target, reason="更正",
+                                     replacement=self.nested(target, bad)),
+                self.world.keys[ROOT])
+            size = self.world.ledger.size()
+            with pytest.raises(Rejected) as refused:
+                self.world.ledger.append([envelope])
+            assert refused.value.kind is Rejection.BAD_CORRECTION
+            assert self.world.ledger.size() == size
+            return
+        if kind == "correction":
+            event("correction of a correction")
+        replacement = self.nested(target, new)
         index = self.say("correction", ROOT, corrects=target, reason="更正",
                          replacement=replacement)
         m.direct.setdefault(target, []).append(index)
