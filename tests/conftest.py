@@ -40,6 +40,12 @@ def require_postgres() -> str:
 
 
 @pytest.fixture
+def postgres() -> str:
+    """The PostgreSQL server URL (skipped, or failed under CI=true, when unreachable)."""
+    return require_postgres()
+
+
+@pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL with a fresh schema, dropped afterwards."""
     import psycopg

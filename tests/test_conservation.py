@@ -33,7 +33,7 @@ from ledger.application import Ledger
 from ledger.domain.batch import Batch
 from ledger.domain.shipment import Shipment
 from ledger.errors import Rejected, Rejection
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import PG_URL
 from tests.support import World, make_gtin, make_uscc
 
 PRODUCERS = [make_uscc(1001), make_uscc(1002), make_uscc(1003)]
@@ -298,12 +298,6 @@ def test_quantities_are_conserved_sqlite(
 ) -> None:
     folder = tmp_path_factory.mktemp("conservation")
     run_example(os.path.join(folder, "ledger.db"), data, steps)
-
-
-@pytest.fixture
-def postgres() -> str:
-    """The PostgreSQL server URL (skipped, or failed under CI=true, when unreachable)."""
-    return require_postgres()
 
 
 def drop_schema(schema: str) -> None:

@@ -36,7 +36,7 @@ from ledger import client
 from ledger.envelope import Envelope
 from ledger.errors import Rejected, Rejection
 from ledger.rules import FIXED_FIELDS
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import PG_URL
 from tests.support import ROOT, World, make_gtin, make_uscc
 from traceability.credit import credit
 from traceability.policy import DEFAULT_POLICY
@@ -445,11 +445,6 @@ def test_views_are_a_function_of_the_log_sqlite(
 ) -> None:
     folder = tmp_path_factory.mktemp("views")
     run_example(os.path.join(folder, "ledger.db"), data, steps)
-
-
-@pytest.fixture
-def postgres() -> str:
-    return require_postgres()
 
 
 @pytest.mark.postgres
