@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import problems
+from api import problems, ratelimit
 from api.routes import entries, health, log, read
 from api.settings import Settings
 from ledger.application import Ledger
@@ -52,6 +52,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     app.state.views = views
     problems.install(app)
+    if settings.read_rate_per_minute > 0:
+        app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
     for router in ROUTERS:
         app.include_router(router)
     return app

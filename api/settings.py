@@ -17,13 +17,21 @@ class Settings:
     ledger's own default (`QLEDGER_DB`, else `./qledger.db`). `max_body_bytes` bounds every
     request body: no more than that is ever read (PROTOCOL.md §5: 413 beyond it).
     `resolver` (QLEDGER_RESOLVER) is the scheme and host QR codes point at.
+    `read_rate_per_minute` (QLEDGER_READ_RATE_PER_MINUTE) limits each client on the public
+    read routes (429 with Retry-After beyond it).
     """
 
     db: str | None = None
     max_body_bytes: int = MiB
     resolver: str | None = None  # Digital Link host for QR codes; None: this server's address
+    read_rate_per_minute: int = 600  # per client address, public read routes; 0: no limit
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        return cls(db=env.get("QLEDGER_DB") or None, resolver=env.get("QLEDGER_RESOLVER") or None)
+        rate = env.get("QLEDGER_READ_RATE_PER_MINUTE", "")
+        return cls(
+            db=env.get("QLEDGER_DB") or None,
+            resolver=env.get("QLEDGER_RESOLVER") or None,
+            read_rate_per_minute=int(rate) if rate.isdigit() else 600,
+        )

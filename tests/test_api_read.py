@@ -101,3 +101,34 @@ def test_free_text_is_escaped_on_the_page(shop: Shop, tmp_path: Path) -> None:
     assert client.post("/v1/entries", json=recall).status_code == 201
     page = client.get(f"/01/{gtin}/10/{lot}").text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_client_flooding_the_public_routes_is_slowed_down_with_429(tmp_path: Path) -> None:
+    """A scraper asks for scan pages as fast as it can: past the limit it gets 429 problems
+    with Retry-After, while writes are not limited."""
+    from api.settings import Settings
+    from ledger import keys
+
+    db = str(tmp_path / "q.db")
+    built = demo.build(db, tmp_path / "log.pem", tmp_path / "root.pem")
+    ledger = Ledger(db, log_key=keys.load_private_key(tmp_path / "log.pem"))
+    client = TestClient(create_app(ledger, Settings(db=db, read_rate_per_minute=5)))
+    gtin, lot = built.clean_bread
+    answers = [client.get(f"/01/{gtin}/10/{lot}", headers=JSON) for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    assert answers[-1].headers["content-type"] == "application/problem+json"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert answers[-1].json()["type"].endswith("/rate-limited")
+    assert client.post("/v1/entries", content=b"{}").status_code != 429
+    assert client.get("/v1/checkpoint").status_code == 200
+
+
+def test_the_rate_limiter_refills_over_time() -> None:
+    from api.ratelimit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(60, clock=lambda: now[0])
+    assert all(limiter.wait_for("a") == 0 for _ in range(60))
+    assert limiter.wait_for("a") > 0 and limiter.wait_for("b") == 0
+    now[0] += 1.0
+    assert limiter.wait_for("a") == 0
