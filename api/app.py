@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import problems, ratelimit
+from api import metrics, problems, ratelimit
 from api.routes import entries, health, log, read
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
-ROUTERS = (entries.router, log.router, read.router, health.router)
+ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router)
 
 DESCRIPTION = """\
 The quality ledger's HTTP API (PROTOCOL.md §5). Organizations submit signed statements as
@@ -52,6 +52,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     app.state.views = views
     problems.install(app)
+    app.state.metrics = metrics.Metrics()
+    app.middleware("http")(metrics.middleware(app.state.metrics))
     if settings.read_rate_per_minute > 0:
         app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
     for router in ROUTERS:

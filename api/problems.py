@@ -29,6 +29,7 @@ parameters add `"invalid-params": [{"name", "in", "reason"}, …]` (the RFC 9457
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -186,7 +187,12 @@ class RejectedBatch(Rejected):
         self.errors = [first, *others]
 
 
+# Refusals by kind, for /metrics (api/metrics.py); per worker process.
+REFUSALS: Counter[str] = Counter()
+
+
 def _rejected(e: Rejected) -> JSONResponse:
+    REFUSALS[e.kind.value] += 1
     extra: dict[str, Any] = {}
     if e.position is not None:
         errors = e.errors if isinstance(e, RejectedBatch) else [e]

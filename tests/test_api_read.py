@@ -132,3 +132,14 @@ def test_the_rate_limiter_refills_over_time() -> None:
     assert limiter.wait_for("a") > 0 and limiter.wait_for("b") == 0
     now[0] += 1.0
     assert limiter.wait_for("a") == 0
+
+
+def test_metrics_count_refusals_and_time_routes_by_template(shop: Shop) -> None:
+    client, built, ledger = shop
+    gtin, lot = built.clean_bread
+    client.get(f"/01/{gtin}/10/{lot}", headers=JSON)
+    client.post("/v1/entries", content=b"not json")
+    text = client.get("/metrics").text
+    assert f"qledger_log_size {ledger.size()}" in text
+    assert 'qledger_rejections_total{reason="bad-json"}' in text
+    assert 'route="/01/{gtin}/10/{lot}"' in text and gtin not in text

@@ -1,0 +1,89 @@
+"""Prometheus metrics at /metrics (text exposition format 0.0.4), hand-written because
+the few series needed do not justify another dependency.
+
+Series: qledger_log_size (entries in the log, read from the database at each scrape,
+so every worker agrees), qledger_rejections_total by problem type, and
+qledger_request_seconds by route template. Counters are per worker process; a
+Prometheus server adds them up across workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from starlette.responses import Response
+
+from api.problems import REFUSALS
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: Counter[tuple[str, str]] = Counter()
+        self._sum: dict[tuple[str, str], float] = {}
+        self._buckets: Counter[tuple[str, str, float]] = Counter()
+
+    def observe(self, method: str, route: str, seconds: float) -> None:
+        key = (method, route)
+        with self._lock:
+            self._count[key] += 1
+            self._sum[key] = self._sum.get(key, 0.0) + seconds
+            for bound in BUCKETS:
+                if seconds <= bound:
+                    self._buckets[(method, route, bound)] += 1
+
+    def render(self, log_size: int) -> str:
+        lines = [
+            "# HELP qledger_log_size Entries in the log.",
+            "# TYPE qledger_log_size gauge",
+            f"qledger_log_size {log_size}",
+            "# HELP qledger_rejections_total Requests refused, by problem type.",
+            "# TYPE qledger_rejections_total counter",
+        ]
+        with self._lock:
+            for kind, n in sorted(REFUSALS.items()):
+                lines.append(f'qledger_rejections_total{{reason="{kind}"}} {n}')
+            lines += ["# HELP qledger_request_seconds Request latency by route.",
+                      "# TYPE qledger_request_seconds histogram"]
+            for (method, route), n in sorted(self._count.items()):
+                labels = f'method="{method}",route="{route}"'
+                for bound in BUCKETS:
+                    lines.append(f'qledger_request_seconds_bucket{{{labels},le="{bound}"}} '
+                                 f"{self._buckets[(method, route, bound)]}")
+                lines.append(f'qledger_request_seconds_bucket{{{labels},le="+Inf"}} {n}')
+                lines.append(f"qledger_request_seconds_sum{{{labels}}} {self._sum[(method, route)]:.6f}")
+                lines.append(f"qledger_request_seconds_count{{{labels}}} {n}")
+        return "\n".join(lines) + "\n"
+
+
+def middleware(
+    metrics: Metrics,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        began = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        # The route template, never the raw path: one series per route, not per GTIN.
+        name = getattr(route, "path", "unmatched")
+        metrics.observe(request.method, name, time.perf_counter() - began)
+        return response
+
+    return timed
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
+            responses={200: {"content": {"text/plain": {"example": "qledger_log_size 57\n"}}}})
+def prometheus(request: Request) -> PlainTextResponse:
+    metrics: Metrics = request.app.state.metrics
+    text = metrics.render(request.app.state.ledger.size())
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
