@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from scripts.benchmarks import ingest, log
+from scripts.benchmarks import ingest, log, trace
 
-BENCHES = {"ingest": ingest.main, "log": log.main}
+BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main}
 
 
 def main(argv: list[str]) -> int:
