@@ -68,3 +68,17 @@ def reachable_backends(spec: str) -> list[str]:
         print("PostgreSQL not reachable: measuring SQLite only")
         backends.remove("postgres")
     return backends
+
+
+def uscc(body: str) -> str:
+    """A 17-character USCC body with its GB 32100 check character appended."""
+    from stdnum.cn import uscc as stdnum_uscc
+
+    return body + stdnum_uscc.calc_check_digit(body)
+
+
+def gtin(body: str) -> str:
+    """A 13-digit GTIN-14 body with its GS1 check digit appended."""
+    from ledger.identifiers import gtin_check_digit
+
+    return body + gtin_check_digit(body)

@@ -15,25 +15,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from stdnum.cn import uscc as stdnum_uscc
 
 from ledger import client, keys
 from ledger.application import Ledger
 from ledger.envelope import Envelope
-from ledger.identifiers import gtin_check_digit
+from scripts.benchmarks import common
 from scripts.benchmarks.common import database, machine, reachable_backends
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _uscc(serial: int, prefix: str = "91") -> str:
-    body = f"{prefix}350100MB{serial:07d}"
-    return body + stdnum_uscc.calc_check_digit(body)
+    return common.uscc(f"{prefix}350100MB{serial:07d}")
 
 
 def _gtin(serial: int) -> str:
-    body = f"0690999{serial:06d}"
-    return body + gtin_check_digit(body)
+    return common.gtin(f"0690999{serial:06d}")
 
 
 class Workload:

@@ -22,11 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from stdnum.cn import uscc as stdnum_uscc
 
 from ledger import client, keys
 from ledger.application import Ledger
-from ledger.identifiers import gtin_check_digit
+from scripts.benchmarks import common
 from scripts.benchmarks.common import database, machine, reachable_backends
 from traceability import credit, scan, trace
 from traceability.views import Views
@@ -36,13 +35,11 @@ REGIONS = ("110000", "310000", "330100", "350100", "440300", "510100", "610100",
 
 
 def _uscc(serial: int, prefix: str = "91") -> str:
-    body = f"{prefix}{REGIONS[serial % len(REGIONS)]}MC{serial:07d}"
-    return body + stdnum_uscc.calc_check_digit(body)
+    return common.uscc(f"{prefix}{REGIONS[serial % len(REGIONS)]}MC{serial:07d}")
 
 
 def _gtin(serial: int) -> str:
-    body = f"0693{serial:09d}"
-    return body + gtin_check_digit(body)
+    return common.gtin(f"0693{serial:09d}")
 
 
 class Nation:
