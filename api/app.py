@@ -54,6 +54,7 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     app.state.views = views
     problems.install(app)
+    pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
     app.state.metrics = metrics.Metrics()
     app.middleware("http")(metrics.middleware(app.state.metrics))
     if settings.read_rate_per_minute > 0:

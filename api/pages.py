@@ -51,6 +51,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "rule_start": "初始分", "rule_check": "抽检不合格", "rule_recall": "召回",
         "rule_case": "投诉属实", "rule_adjusted": "监管调整", "rule_award": "获得荣誉",
         "error": "出错了", "home": "返回", "credit": "企业信用", "nav_blacklist": "黑名单",
+        "lowest_note": "列入黑名单的企业无论分数高低，一律评为最低等级。",
     },
     "en": {
         "site": "Quality ledger", "title": "Product traceability",
@@ -89,6 +90,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "rule_case": "substantiated complaint", "rule_adjusted": "regulator's adjustment",
         "rule_award": "award", "error": "Something went wrong", "home": "back",
         "credit": "Enterprise credit", "nav_blacklist": "Blacklist",
+        "lowest_note": "A blacklisted organization gets the lowest grade, whatever its score.",
     },
 }
 # Roles and categories that read the same in both languages stay as they are.

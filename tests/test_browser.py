@@ -124,20 +124,24 @@ def _shot(page: Page, name: str) -> None:
 
 
 def _fits_the_screen(page: Page) -> None:
-    """Nothing sticks out sideways, and the verdict is seen without scrolling."""
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= page.viewport_size["width"]  # type: ignore[index]
+    """Nothing sticks out sideways: no horizontal scrolling on a phone."""
+    viewport = page.viewport_size
+    assert viewport is not None
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
 
 
 def _banner(page: Page) -> tuple[str, str, str]:
-    banner = page.locator("#verdict")
+    """The verdict banner's classes, words and colour; it is seen without scrolling."""
+    banner, viewport = page.locator("#verdict"), page.viewport_size
     box = banner.bounding_box()
-    assert box is not None and box["y"] + box["height"] <= page.viewport_size["height"]  # type: ignore[index]
+    assert box is not None and viewport is not None
+    assert box["y"] + box["height"] <= viewport["height"]
     colour = banner.evaluate("e => getComputedStyle(e).backgroundColor")
     return banner.get_attribute("class") or "", banner.inner_text(), colour
 
 
-def test_bread_made_from_recalled_flour_shows_recalled(site: Site, screen: tuple[str, Page]) -> None:
+def test_bread_made_from_recalled_flour_shows_recalled(
+        screen: tuple[str, Page], site: Site) -> None:
     name, page = screen
     gtin, lot = site.demo.recalled_bread
     answer = page.goto(f"{site.url}/01/{gtin}/10/{lot}")
@@ -163,7 +167,7 @@ def test_bread_made_from_recalled_flour_shows_recalled(site: Site, screen: tuple
     _shot(page, f"scan-recalled-{name}-en")
 
 
-def test_a_clean_loaf_shows_safe(site: Site, screen: tuple[str, Page]) -> None:
+def test_a_clean_loaf_shows_safe(screen: tuple[str, Page], site: Site) -> None:
     name, page = screen
     gtin, lot = site.demo.clean_bread
     page.goto(f"{site.url}/01/{gtin}/10/{lot}?lang=en")
@@ -177,7 +181,7 @@ def test_a_clean_loaf_shows_safe(site: Site, screen: tuple[str, Page]) -> None:
     _shot(page, f"scan-clean-{name}-en")
 
 
-def test_the_verified_mark_links_to_the_batch_entrys_proof(site: Site, browser: Browser) -> None:
+def test_the_verified_mark_links_to_the_batch_entrys_proof(browser: Browser, site: Site) -> None:
     context = browser.new_context(**SCREENS["phone-nojs"])
     page = context.new_page()
     gtin, lot = site.demo.clean_bread
@@ -195,7 +199,7 @@ def test_the_verified_mark_links_to_the_batch_entrys_proof(site: Site, browser: 
     context.close()
 
 
-def test_the_mills_credit_page_and_the_blacklist(site: Site, screen: tuple[str, Page]) -> None:
+def test_the_mills_credit_page_and_the_blacklist(screen: tuple[str, Page], site: Site) -> None:
     """A bank's officer looks up the flour mill, then the blacklist, and follows the
     listed workshop to its own page."""
     name, page = screen
@@ -220,7 +224,7 @@ def test_the_mills_credit_page_and_the_blacklist(site: Site, screen: tuple[str, 
     _shot(page, f"org-workshop-{name}")
 
 
-def test_a_bad_uscc_in_the_address_bar_is_a_readable_error(site: Site, browser: Browser) -> None:
+def test_a_bad_uscc_in_the_address_bar_is_a_readable_error(browser: Browser, site: Site) -> None:
     context = browser.new_context(**SCREENS["phone"])
     page = context.new_page()
     bad = demo.MILL[:-1] + ("0" if demo.MILL[-1] != "0" else "1")

@@ -92,7 +92,8 @@ def test_the_blacklist_page_shows_who_is_listed_why_and_the_repair(shop: Shop) -
     now = page.split('id="history"')[0]
     assert "福州仓山某食品加工坊" in now and "生产销售不合格食品且拒不整改" in now
     assert f'href="/orgs/{demo.WORKSHOP}?lang=zh"' in now and "第九条" in now
-    assert f'id="grade">D<' in client.get(f"/orgs/{demo.WORKSHOP}").text
+    workshop = client.get(f"/orgs/{demo.WORKSHOP}").text
+    assert 'id="grade">D<' in workshop and "一律评为最低等级" in workshop
 
     root = keys.load_private_key(tmp_path / "root.pem")
     repair = signing.sign(signing.new_statement(
@@ -122,6 +123,44 @@ def test_a_bad_or_unknown_uscc_is_a_problem_an_html_page_for_a_browser(shop: Sho
         assert problem.headers["content-type"] == "application/problem+json"
     english = client.get(f"/orgs/{unknown}?lang=en", headers=BROWSER).text
     assert "Something went wrong" in english and "not registered" in english
+
+
+def test_a_browser_scanning_a_bad_code_gets_an_error_page_an_app_gets_a_problem(
+        shop: Shop) -> None:
+    """The same problems as ever, as a page when a phone's browser asks: a mistyped
+    GTIN (400), a lot never recorded (404), a path that is no page (404)."""
+    client, built, _, _ = shop
+    gtin, lot = built.clean_bread
+    bad = gtin[:-1] + str((int(gtin[-1]) + 1) % 10)
+    for path, status in ((f"/01/{bad}/10/{lot}", 400), (f"/01/{gtin}/10/NOPE", 404),
+                         (f"/orgs/{demo.MILL}/more", 404)):
+        page = client.get(path, headers=BROWSER)
+        assert page.status_code == status, path
+        assert page.headers["content-type"].startswith("text/html"), path
+        assert f"({status})" in page.text and 'id="detail"' in page.text
+        for accept in (JSON, {"accept": "*/*"}):
+            problem = client.get(path, headers=accept)
+            assert problem.status_code == status
+            assert problem.headers["content-type"] == "application/problem+json"
+    # The API's own routes answer problems whoever asks.
+    api = client.get(f"/v1/orgs/{demo.MILL[:-1]}0", headers=BROWSER)
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_a_page_that_fails_inside_shows_no_stack_trace(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _, _, _ = shop
+    from api.routes import pages
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(pages.orgs, "profile", broken)
+    quiet = TestClient(client.app, raise_server_exceptions=False)
+    page = quiet.get(f"/orgs/{demo.MILL}", headers=BROWSER)
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "secret internals" not in page.text and "Traceback" not in page.text
+    assert quiet.get(f"/orgs/{demo.MILL}").headers["content-type"] == "application/problem+json"
 
 
 def test_a_language_the_pages_do_not_speak_falls_back_to_chinese(shop: Shop) -> None:
