@@ -144,8 +144,12 @@ def test_bread_made_from_recalled_flour_shows_recalled(
         screen: tuple[str, Page], site: Site) -> None:
     name, page = screen
     gtin, lot = site.demo.recalled_bread
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     answer = page.goto(f"{site.url}/01/{gtin}/10/{lot}")
     assert answer is not None and answer.status == 200
+    # One request, to this server: no CDN, no font or script from anywhere else.
+    assert asked == [f"{site.url}/01/{gtin}/10/{lot}"]
     classes, words, colour = _banner(page)
     # Red, and in words: recalled, do not eat, and why (the flour's lead).
     assert "recalled" in classes.split() and colour == RED
