@@ -4,6 +4,7 @@ page and the blacklist page, in Chinese and English, with every free text escape
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,13 @@ JSON = {"accept": "application/json"}
 
 
 @pytest.fixture
-def shop(tmp_path: Path, db_url: str) -> Shop:
+def shop(tmp_path: Path, db_url: str) -> Iterator[Shop]:
     built = demo.build(db_url, tmp_path / "log.pem", tmp_path / "root.pem")
     ledger = Ledger(db_url, log_key=keys.load_private_key(tmp_path / "log.pem"))
-    return TestClient(create_app(ledger)), built, ledger, tmp_path
+    # Entering the client runs the app's lifespan, which closes the views' connections.
+    with TestClient(create_app(ledger)) as client:
+        yield client, built, ledger, tmp_path
+    ledger.close()
 
 
 def _links(page: str) -> list[str]:
