@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.regions import province
 
@@ -95,9 +95,20 @@ _TEXT: dict[str, dict[str, str]] = {
 }
 # Roles and categories that read the same in both languages stay as they are.
 _TEXT["zh"].update({"producer_role": "生产者", "lab_role": "检验机构", "food": "食品",
-                    "agricultural": "农产品"})
+                    "agricultural": "农产品", "aquatic": "水产品", "industrial": "工业产品",
+                    "drug": "药品", "other": "其他"})
 _TEXT["en"].update({"producer_role": "producer", "lab_role": "lab", "food": "food",
-                    "agricultural": "agricultural product"})
+                    "agricultural": "agricultural product", "aquatic": "aquatic product",
+                    "industrial": "industrial product", "drug": "drug", "other": "other"})
+# The codes of EVENTS.md a page translates (roles, categories, check kinds and stages,
+# verdicts, findings); anything else is shown as written.
+_CODES = {
+    "regulator": "regulator", "producer": "producer_role", "distributor": "distributor",
+    "retailer": "retailer", "lab": "lab_role", **{c: c for c in (
+        "food", "agricultural", "aquatic", "industrial", "drug", "other", "supervisory",
+        "self", "third_party", "production", "circulation", "pass", "fail",
+        "substantiated", "unsubstantiated", "withdrawn")},
+}
 
 _RULES = (("start", "rule_start"), ("check.failed", "rule_check"), ("recall", "rule_recall"),
           ("case.", "rule_case"), ("credit.adjusted", "rule_adjusted"),
@@ -114,10 +125,6 @@ def _day(value: str | None) -> str:
     return (value or "")[:10]
 
 
-def _minute(value: str | None) -> str:
-    return (value or "")[:16].replace("T", " ") + " UTC" if value else ""
-
-
 def _region(code: str, lang: str) -> str:
     name = province(code, lang)
     return f"{name} · {code}" if name else code
@@ -132,18 +139,17 @@ def _rule(rule: str, t: dict[str, str]) -> str:
 
 def _word(value: str, t: dict[str, str]) -> str:
     """A code from the ledger in the page's language, when the page knows it."""
-    role = {"producer": "producer_role", "lab": "lab_role"}.get(value, value)
-    return t.get(role, value)
+    key = _CODES.get(value)
+    return t[key] if key else value
 
 
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"], default_for_string=True, default=True),
-    undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(day=_day, minute=_minute)
+_ENV.filters.update(day=_day)
 
 
 def _render(template: str, lang: str, **values: Any) -> str:
