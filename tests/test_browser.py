@@ -38,7 +38,7 @@ CHROMIUM = os.environ.get("QLEDGER_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("QLEDGER_SCREENSHOTS") or Path(__file__).parent / "artifacts")
 
 # The banner colours of api/templates/base.html, as the browser computes them.
-GREEN, RED = "rgb(30, 127, 79)", "rgb(179, 38, 30)"
+GREEN, RED, ORANGE = "rgb(30, 127, 79)", "rgb(179, 38, 30)", "rgb(194, 65, 12)"
 
 
 def _browser_problem() -> str | None:
@@ -183,6 +183,17 @@ def test_a_clean_loaf_shows_safe(screen: tuple[str, Page], site: Site) -> None:
     assert page.locator("#checks").get_by_text("pass").count() == 1
     _fits_the_screen(page)
     _shot(page, f"scan-clean-{name}-en")
+
+
+def test_a_snack_that_failed_its_check(screen: tuple[str, Page], site: Site) -> None:
+    name, page = screen
+    page.goto(f"{site.url}/01/{demo.SNACK}/10/MH-1101")
+    classes, words, colour = _banner(page)
+    assert "failed_check" in classes.split() and colour == ORANGE and "抽检不合格" in words
+    assert page.locator("#grade").inner_text() == "D"
+    assert page.locator("#checks").get_by_text("不合格").count() == 1
+    _fits_the_screen(page)
+    _shot(page, f"scan-failed-check-{name}")
 
 
 def test_the_verified_mark_links_to_the_batch_entrys_proof(browser: Browser, site: Site) -> None:

@@ -60,6 +60,26 @@ def test_the_scan_page_names_the_producer_its_grade_the_origin_and_links_the_pro
     assert '<html lang="en">' in english and 'href="?lang=zh"' in english
 
 
+def test_the_banner_for_a_failed_check_and_for_a_blacklisted_producer(shop: Shop) -> None:
+    """The workshop's twisted dough sticks failed their check (and the workshop is
+    blacklisted: the failed check is worse, so it is what the banner says). Then the
+    regulator blacklists the bakery: its clean loaf now warns about its producer."""
+    client, built, _, tmp_path = shop
+    snack = client.get(f"/01/{demo.SNACK}/10/MH-1101", headers=BROWSER).text
+    assert 'class="banner failed_check"' in snack and "抽检不合格" in snack
+    assert "FJQI-2026-11105" in snack and 'id="grade">D<' in snack and "已列入黑名单" in snack
+
+    root = keys.load_private_key(tmp_path / "root.pem")
+    listing = signing.sign(signing.new_statement(
+        "blacklist.added", demo.REGULATOR, org=demo.BAKERY, reason="拒不召回问题产品",
+        basis="《食品安全法》", refs=[]), root)
+    assert client.post("/v1/entries", json=listing).status_code == 201
+    gtin, lot = built.clean_bread
+    loaf = client.get(f"/01/{gtin}/10/{lot}?lang=en", headers=BROWSER).text
+    assert 'class="banner producer_blacklisted"' in loaf
+    assert "Producer is on the quality blacklist" in loaf and 'id="grade">D<' in loaf
+
+
 def test_the_mills_credit_page_explains_every_point_with_a_link_to_its_proof(
         shop: Shop) -> None:
     """A bank looks up the flour mill: B, 82 points, and why: it started at 100, failed a
