@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
-from api.routes import entries, health, log, read
+from api.routes import entries, health, log, pages, read
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
 ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router)
+# Pages for people (HTML); the scan page itself is the Digital Link route in `read`.
+PAGE_ROUTERS = (pages.router,)
 
 DESCRIPTION = """\
 The quality ledger's HTTP API (PROTOCOL.md §5). Organizations submit signed statements as
@@ -52,10 +54,13 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     app.state.views = views
     problems.install(app)
+    pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
     app.state.metrics = metrics.Metrics()
     app.middleware("http")(metrics.middleware(app.state.metrics))
     if settings.read_rate_per_minute > 0:
         app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
     for router in ROUTERS:
+        app.include_router(router)
+    for router in PAGE_ROUTERS:
         app.include_router(router)
     return app
