@@ -1,0 +1,376 @@
+"""The spreadsheet of a dispute case (DISPUTES.md, "Spreadsheet and picture"): one row per
+entry with the key data elements an investigator sorts and filters by (who, what batch,
+what happened, where, when, quantity, verdict, entry index, signer), as CSV (RFC 4180)
+and XLSX (Office Open XML, written by openpyxl).
+
+Rows show each statement as signed, read from the log itself; the views only supply
+names, regions, units and the batch a shipment carried. Free text can hold anything a
+signer typed, so text that a spreadsheet would take for a formula is neutralised
+(OWASP "CSV injection"): in CSV it gets a leading apostrophe, in XLSX it is stored as a
+string cell, which Excel never evaluates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+from ledger.application import Ledger, StoredEntry
+from ledger.envelope import Envelope
+from ledger.errors import LedgerError, NotFound
+from ledger.keys import key_id
+from ledger.statements import Statement, parse_statement
+from ledger.timefmt import parse_time
+from traceability.views import Views
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+# A cell starting with one of these is a formula (or starts one) in Excel, LibreOffice
+# and Google Sheets; tab and carriage return can smuggle one past a naive check.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One entry of the case. `org` is the signer's organization, `counterparty` the other
+    organization the statement names (receiver, sender, subject, respondent…)."""
+
+    index: int
+    recorded_at: str  # RFC 3339, as the ledger recorded it
+    issued_at: str  # RFC 3339, as the signer wrote it
+    type: str
+    summary: str
+    org: str
+    org_name: str
+    region: str
+    gtin: str
+    lot: str
+    quantity: int | None
+    unit: str
+    counterparty: str
+    verdict: str
+    keyid: str
+
+    def cells(self) -> tuple[Any, ...]:
+        return astuple(self)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
+_TIME_COLUMNS = ("recorded_at", "issued_at")
+
+
+def case_rows(ledger: Ledger, views: Views, indexes: Sequence[int]) -> list[Row]:
+    """One row per index, in the order given. Raises NotFound for an index not in the log."""
+    stored = _read_entries(ledger, indexes)
+    read = [_Read.of(stored[i]) for i in indexes]
+    context = _Context.load(views, read)
+    return [context.row(r) for r in read]
+
+
+# ---- reading the log ---------------------------------------------------------------------
+
+
+def _read_entries(ledger: Ledger, indexes: Sequence[int]) -> dict[int, StoredEntry]:
+    """The entries, fetched one run of consecutive indexes at a time."""
+    found: dict[int, StoredEntry] = {}
+    wanted = sorted(set(indexes))
+    start = 0
+    while start < len(wanted):
+        end = start
+        while end + 1 < len(wanted) and wanted[end + 1] == wanted[end] + 1:
+            end += 1
+        for entry in ledger.entries(wanted[start], wanted[end] + 1):
+            found[entry.index] = entry
+        start = end + 1
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"entry {missing[0]} does not exist (the log has {ledger.size()} entries)")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    index: int
+    recorded_at: str
+    issued_at: str
+    keyids: str
+    statement: Statement | None
+    problem: str = ""
+
+    @classmethod
+    def of(cls, stored: StoredEntry) -> _Read:
+        entry = json.loads(stored.text)
+        try:
+            envelope = Envelope.from_json(entry["envelope"])
+            statement = parse_statement(envelope.statement)
+        except (LedgerError, KeyError, TypeError, ValueError) as e:
+            # Only a tampered log or an audit replica has such an entry; show it, do not fail.
+            return cls(stored.index, str(entry.get("recorded_at", "")), "", "", None, str(e))
+        return cls(stored.index, entry["recorded_at"], envelope.statement["issued_at"],
+                   " ".join(s.keyid for s in envelope.signatures), statement)
+
+
+# ---- what the views add: names, regions, units, shipments --------------------------------
+
+
+@dataclass
+class _Context:
+    orgs: dict[str, tuple[str, str]]  # USCC -> (name, region)
+    units: dict[tuple[str, str], str]  # (gtin, lot) -> unit
+    shipments: dict[str, tuple[str, str, str]]  # shipment -> (gtin, lot, sender)
+
+    @classmethod
+    def load(cls, views: Views, read: Iterable[_Read]) -> _Context:
+        statements = [s for r in read for s in _with_replacement(r.statement)]
+        shipment_ids = {s.body["shipment"] for s in statements if s.type == "batch.received"}
+        with views.reading() as tx:
+            shipments = {
+                r["shipment"]: (r["gtin"], r["lot"], r["sender"])
+                for sid in _chunks(sorted(shipment_ids))
+                for r in tx.rows(
+                    "SELECT shipment, gtin, lot, sender FROM v_shipments "
+                    f"WHERE shipment IN ({_marks(sid)})", sid)
+            }
+            batches = {(s.body["gtin"], s.body["lot"]) for s in statements
+                       if s.type in ("batch.produced", "batch.shipped")}
+            batches |= {(g, lot) for g, lot, _ in shipments.values()}
+            units = {
+                (r["gtin"], r["lot"]): r["unit"]
+                for gtin in _chunks(sorted({g for g, _ in batches}))
+                for r in tx.rows(
+                    f"SELECT gtin, lot, unit FROM v_batches WHERE gtin IN ({_marks(gtin)})", gtin)
+            }
+            usccs = {s.by for s in statements} | {sender for *_, sender in shipments.values()}
+            usccs |= {_counterparty(s) for s in statements}
+            orgs = {
+                r["uscc"]: (r["name"], r["region"])
+                for chunk in _chunks(sorted(u for u in usccs if u))
+                for r in tx.rows(
+                    f"SELECT uscc, name, region FROM v_organizations WHERE uscc IN ({_marks(chunk)})",
+                    chunk)
+            }
+        return cls(orgs, units, shipments)
+
+    def name(self, uscc: str) -> str:
+        return self.orgs.get(uscc, ("", ""))[0] or uscc
+
+    def row(self, read: _Read) -> Row:
+        s = read.statement
+        if s is None:
+            return Row(read.index, read.recorded_at, read.issued_at, "unreadable",
+                       f"entry cannot be read: {read.problem}", "", "", "", "", "", None, "", "",
+                       "", read.keyids)
+        what = self._what(s)
+        name, region = self.orgs.get(s.by, ("", ""))
+        return Row(read.index, read.recorded_at, read.issued_at, s.type, what.summary, s.by,
+                   name, region, what.gtin, what.lot, what.quantity, what.unit,
+                   what.counterparty, what.verdict, read.keyids)
+
+    def _what(self, s: Statement) -> _What:
+        """What the statement says, in the row's terms."""
+        b = s.body
+        t = s.type
+        if t == "batch.produced":
+            inputs = len(b["inputs"])
+            return _What(f"produced {b['quantity']} {b['unit']} of {b['product']}"
+                         f" from {inputs} input batch{'es' if inputs != 1 else ''}",
+                         b["gtin"], b["lot"], b["quantity"], b["unit"])
+        if t == "batch.shipped":
+            return _What(f"shipped {b['quantity']} to {self.name(b['to'])} "
+                         f"(shipment {b['shipment']})", b["gtin"], b["lot"], b["quantity"],
+                         self.units.get((b["gtin"], b["lot"]), ""), b["to"])
+        if t == "batch.received":
+            gtin, lot, sender = self.shipments.get(b["shipment"], ("", "", ""))
+            return _What(f"received {b['quantity']} from {self.name(sender)} "
+                         f"(shipment {b['shipment']})", gtin, lot, b["quantity"],
+                         self.units.get((gtin, lot), ""), sender)
+        if t == "check.recorded":
+            failed = "; ".join(f"{i['name']} {i['value']} (limit {i['limit']} {i['unit']})"
+                               for i in b["items"] if i["verdict"] == "fail")
+            return _What(f"{b['kind']} check, {b['stage']} stage, report {b['report_no']}: "
+                         f"{b['verdict']}" + (f"; failed: {failed}" if failed else ""),
+                         b["gtin"], b["lot"], counterparty=b["subject"], verdict=b["verdict"])
+        if t == "recall.issued":
+            return _What(f"level {b['level']} recall: {b['reason']}", b["gtin"],
+                         " ".join(b["lots"]))
+        if t.startswith("case."):
+            return self._case(s)
+        if t == "correction":
+            return self._correction(s)
+        return _What(_org_summary(s), counterparty=_counterparty(s))
+
+    def _case(self, s: Statement) -> _What:
+        b = s.body
+        if s.type == "case.opened":
+            return _What(f"case {b['case']} opened ({b['channel']}) against "
+                         f"{self.name(b['respondent'])}: {b['summary']}",
+                         " ".join(r["gtin"] for r in b["batches"]),
+                         " ".join(r["lot"] for r in b["batches"]),
+                         counterparty=b["respondent"])
+        if s.type == "case.evidence":
+            return _What(f"evidence for case {b['case']} (entries {_refs(b['refs'])}): {b['note']}")
+        return _What(f"case {b['case']} resolved, {b['finding']}: {b['summary']}",
+                     verdict=b["finding"])
+
+    def _correction(self, s: Statement) -> _What:
+        head = f"corrects entry {s.body['corrects']} ({s.body['reason']})"
+        if s.replacement is None:
+            return _What(f"{head}: withdrawn")
+        replaced = self._what(s.replacement)
+        return _What(f"{head}: {replaced.summary}", replaced.gtin, replaced.lot,
+                     replaced.quantity, replaced.unit, replaced.counterparty, replaced.verdict)
+
+
+@dataclass(frozen=True, slots=True)
+class _What:
+    summary: str
+    gtin: str = ""
+    lot: str = ""
+    quantity: int | None = None
+    unit: str = ""
+    counterparty: str = ""
+    verdict: str = ""
+
+
+def _org_summary(s: Statement) -> str:
+    """Summaries of the statements about organizations and keys."""
+    b = s.body
+    t = s.type
+    if t == "org.registered":
+        return f"registered {b['name']} ({', '.join(b['roles'])}), region {b['region']}"
+    if t == "key.registered":
+        return f"registered key {key_id(b['public_key'])[:16]}… of {b['org']}"
+    if t == "key.revoked":
+        return f"revoked key {b['keyid'][:16]}… of {b['org']}: {b['reason']}"
+    if t == "credit.adjusted":
+        return f"credit {b['delta']:+d} ({b['basis']}): {b['reason']}"
+    if t == "blacklist.added":
+        return f"blacklisted ({b['basis']}): {b['reason']}"
+    if t == "blacklist.removed":
+        return f"removed from the blacklist: {b['reason']}"
+    if t == "award.granted":
+        return f"award: {b['title']}, valid until {b['valid_until']:%Y-%m-%d}"
+    return t
+
+
+def _counterparty(s: Statement | None) -> str:
+    """The organization a statement is about, when it is not its signer's own batch."""
+    if s is None:
+        return ""
+    b = s.body
+    for name in ("uscc", "org", "to", "subject", "respondent"):
+        if isinstance(b.get(name), str):
+            return str(b[name])
+    return _counterparty(s.replacement)
+
+
+def _with_replacement(s: Statement | None) -> list[Statement]:
+    return [] if s is None else [s, *_with_replacement(s.replacement)]
+
+
+def _refs(refs: Sequence[int]) -> str:
+    return ", ".join(map(str, refs)) or "none"
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(values), size):
+        yield list(values[i:i + size])
+
+
+def _marks(values: Sequence[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
+# ---- CSV --------------------------------------------------------------------------------
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell that a spreadsheet would read as a formula, made plain text by a leading
+    apostrophe (what Excel itself shows for text typed that way); other values unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def to_csv(rows: Iterable[Row]) -> str:
+    """RFC 4180: a header row, CRLF line ends, fields quoted where needed. Times stay RFC 3339
+    text; an empty quantity is an empty field."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(["" if v is None else neutralise(v) for v in row.cells()])
+    return out.getvalue()
+
+
+def to_csv_bytes(rows: Iterable[Row]) -> bytes:
+    """UTF-8 with a byte order mark: without it Excel reads Chinese text as the local code page."""
+    return to_csv(rows).encode("utf-8-sig")
+
+
+# ---- XLSX -------------------------------------------------------------------------------
+
+_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
+_MAX_WIDTH = 60
+
+
+def to_xlsx(rows: Iterable[Row], title: str = "entries") -> bytes:
+    """One sheet: the header row frozen, an autofilter over the whole range, widths fitted
+    to the text. Index and quantity are numbers; the two times are Excel date-times in UTC
+    (Excel has no time zones; the headers say UTC); codes (USCC, GTIN, region, lot) are
+    text, so no leading zero is lost. Every text cell is stored as a string, never a formula."""
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title[:31]  # Excel's limit on sheet names
+    headers = [f"{c} (UTC)" if c in _TIME_COLUMNS else c for c in COLUMNS]
+    sheet.append(headers)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    widths = [_width(h) for h in headers]
+    times = [COLUMNS.index(c) for c in _TIME_COLUMNS]
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        values = list(row.cells())
+        for i in times:
+            values[i] = _excel_time(values[i])
+        sheet.append(values)
+        for i, cell in enumerate(sheet[count + 1]):
+            if isinstance(values[i], str):
+                # openpyxl turns text starting with "=" into a formula; a string cell is text.
+                cell.data_type = "s"
+                widths[i] = max(widths[i], _width(values[i]))
+            elif isinstance(values[i], datetime):
+                cell.number_format = _TIME_FORMAT
+                widths[i] = max(widths[i], len(_TIME_FORMAT))
+            elif values[i] is not None:
+                widths[i] = max(widths[i], len(str(values[i])))
+    for i, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(i)].width = min(width + 2, _MAX_WIDTH)
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{count + 1}"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _excel_time(text: str) -> datetime | str:
+    """A naive UTC datetime for Excel, or the text itself when it is not a valid time."""
+    try:
+        return parse_time(text).astimezone(UTC).replace(tzinfo=None)
+    except (LedgerError, ValueError):
+        return text
+
+
+def _width(text: str) -> int:
+    # Chinese characters take two columns of a fixed-width font.
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
