@@ -13,11 +13,14 @@ from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
 from api.routes import entries, health, log, read
+from api.routes import casepages
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
 ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router)
+# Dispute cases: the case page and its spreadsheet and picture downloads.
+ROUTERS = (*ROUTERS, casepages.router)
 
 DESCRIPTION = """\
 The quality ledger's HTTP API (PROTOCOL.md §5). Organizations submit signed statements as

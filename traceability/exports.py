@@ -30,6 +30,8 @@ from ledger.errors import LedgerError, NotFound
 from ledger.keys import key_id
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import parse_time
+from traceability.cases import case_view
+from traceability.evidence import case_entries
 from traceability.views import Views
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -374,3 +376,10 @@ def _excel_time(text: str) -> datetime | str:
 def _width(text: str) -> int:
     # Chinese characters take two columns of a fixed-width font.
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def case_sheet(views: Views, case_id: str) -> list[Row]:
+    """The rows of every entry that touches the case (traceability.evidence), in log order.
+    Raises NotFound for a case that was never opened."""
+    case_view(views, case_id)  # the case must exist whatever the selection does without it
+    return case_rows(views.ledger, views, case_entries(views, case_id))
