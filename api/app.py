@@ -19,8 +19,6 @@ from ledger.application import Ledger
 from traceability.views import Views
 
 ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router)
-# Dispute cases: the case page and its spreadsheet and picture downloads.
-ROUTERS = (*ROUTERS, casepages.router)
 
 DESCRIPTION = """\
 The quality ledger's HTTP API (PROTOCOL.md §5). Organizations submit signed statements as
@@ -61,4 +59,6 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
         app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
     for router in ROUTERS:
         app.include_router(router)
+    # Dispute cases: the case page and its spreadsheet and picture downloads.
+    app.include_router(casepages.router)
     return app

@@ -110,7 +110,9 @@ def test_the_rows_say_who_did_what_to_which_batch_where_and_when(inv: Investigat
                             ("SH-MILL-0102",))
     bread = inv.index_of("SELECT entry FROM v_batches WHERE lot = ?", ("BR20261028-B",))
     case = case_view(inv.views, CASE)
-    indexes = [check, recall, shipped, received, bread, case.opened_entry, case.resolved_entry]
+    resolved = case.resolved_entry
+    assert resolved is not None
+    indexes = [check, recall, shipped, received, bread, case.opened_entry, resolved]
     rows = {r.index: r for r in case_rows(inv.ledger, inv.views, indexes)}
 
     lab_check = rows[check]
@@ -133,7 +135,7 @@ def test_the_rows_say_who_did_what_to_which_batch_where_and_when(inv: Investigat
         "batch.produced", 3000, "bag", demo.BAKERY)
     assert (rows[case.opened_entry].org, rows[case.opened_entry].counterparty) == (
         demo.MART_B, demo.BAKERY)
-    assert rows[case.resolved_entry].verdict == "substantiated"
+    assert rows[resolved].verdict == "substantiated"
     for index, row in rows.items():
         entry = json.loads(inv.ledger.entry(index).text)
         assert row.recorded_at == entry["recorded_at"]
@@ -193,7 +195,7 @@ def _with_class(root: ET.Element, *classes: str) -> list[ET.Element]:
 
 def test_the_picture_has_a_lane_per_organization_and_marks_the_bad_flour(inv: Investigation) -> None:
     root = _svg(render_svg(case_picture(inv.views, CASE)))
-    lanes = [lane.get("data-org") for lane in _with_class(root, "lane")]
+    lanes = [lane.get("data-org", "") for lane in _with_class(root, "lane")]
     # Farm → mill → bakery → distributor → both marts; never the decoy mill.
     assert sorted(lanes) == sorted({demo.FARM, demo.MILL, demo.BAKERY, demo.DISTRIBUTOR,
                                     demo.MART_A, demo.MART_B})
@@ -300,7 +302,7 @@ def test_the_picture_escapes_every_text(hostile: Hostile) -> None:
     assert any(SCRIPT in t for t in texts)  # the product, whole, in the batch's tooltip
     assert [m.get("data-lot") for m in _with_class(root, "mark", "recall")] == [LOT]
     assert [m.get("data-lot") for m in _with_class(root, "mark", "failed-check")] == [LOT]
-    assert sorted(lane.get("data-org") for lane in _with_class(root, "lane")) == sorted([MAKER, SHOP])
+    assert sorted(lane.get("data-org", "") for lane in _with_class(root, "lane")) == sorted([MAKER, SHOP])
 
 
 def test_the_case_page_escapes_the_summary_and_serves_the_downloads(hostile: Hostile) -> None:

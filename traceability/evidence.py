@@ -6,8 +6,10 @@ placeholder: replaced by the evidence selection of issue 6
 from __future__ import annotations
 
 from traceability.cases import case_view
-from traceability.trace import trace
+from traceability.trace import Direction, trace
 from traceability.views import Views
+
+_DIRECTIONS: tuple[Direction, ...] = ("up", "down")
 
 
 def case_entries(views: Views, case_id: str) -> list[int]:
@@ -18,8 +20,8 @@ def case_entries(views: Views, case_id: str) -> list[int]:
     found = {s.entry for s in case.statements}
     batches: set[tuple[str, str]] = set()
     for ref in case.batches:
-        for direction in ("up", "down"):
-            graph = trace(views, ref.gtin, ref.lot, direction)  # type: ignore[arg-type]
+        for direction in _DIRECTIONS:
+            graph = trace(views, ref.gtin, ref.lot, direction)
             batches |= graph.batches()
             found |= {n.entry for n in graph.nodes}
             for s in graph.shipments:

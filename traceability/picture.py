@@ -22,7 +22,7 @@ from typing import Literal
 
 from ledger.errors import LedgerError
 from traceability.cases import case_view
-from traceability.trace import TraceEdge, TraceNode, TraceShipment, trace
+from traceability.trace import Direction, TraceEdge, TraceNode, TraceShipment, trace
 from traceability.views import Views
 
 SVG_MEDIA_TYPE = "image/svg+xml"
@@ -76,6 +76,8 @@ class Picture:
 
 # ---- gathering ------------------------------------------------------------------------------
 
+_DIRECTIONS: tuple[Direction, ...] = ("up", "down")
+
 
 def case_picture(views: Views, case_id: str) -> Picture:
     """The batches the case names with everything up and down from them.
@@ -85,13 +87,13 @@ def case_picture(views: Views, case_id: str) -> Picture:
     edges: dict[tuple[int, str, str], TraceEdge] = {}
     shipped: dict[int, TraceShipment] = {}
     for ref in case.batches:
-        for direction in ("up", "down"):
-            graph = trace(views, ref.gtin, ref.lot, direction)  # type: ignore[arg-type]
+        for direction in _DIRECTIONS:
+            graph = trace(views, ref.gtin, ref.lot, direction)
             nodes.update({(n.gtin, n.lot): n for n in graph.nodes})
             edges.update({(e.entry, e.source.gtin, e.source.lot): e for e in graph.edges})
             shipped.update({s.entry: s for s in graph.shipments})
     with views.reading() as tx:
-        produced = {}
+        produced: dict[tuple[str, str], str | None] = {}
         marks: dict[tuple[str, str], list[Mark]] = {}
         for key in sorted(nodes):
             produced[key] = tx.value(

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from api import problems
 from api.routes.read import ViewsDep
 from ledger.errors import NotFound
 from traceability import exports, picture
@@ -26,6 +27,9 @@ from traceability.cases import case_view
 from traceability.views import Views
 
 router = APIRouter(tags=["cases"])
+
+_UNKNOWN = problems.responses(problems.example(
+    problems.NOT_FOUND, 404, "case FJ-12315-2026-9999 was never opened"))
 
 # The page is autoescaped like the scan page; only the SVG, escaped as it was drawn, goes in
 # as markup.
@@ -93,10 +97,12 @@ def case_links(case_id: str) -> dict[str, str]:
 
 
 @router.get("/cases/{case_id:path}", summary="The case page (HTML)", response_class=HTMLResponse,
-            responses={404: {"description": "no such case (HTML for a browser, else a problem)"}})
+            responses={200: {"content": {"text/html": {"example": "<!doctype html>…"}}},
+                       **_UNKNOWN})
 def case_page(case_id: str, request: Request, views: ViewsDep, lang: Lang = "zh") -> Response:
     """The case, the timeline of every entry that touches it, the picture of its batches,
-    and the downloads."""
+    and the downloads. An unknown case: a 404 HTML page when the client accepts HTML (a
+    browser), else the problem."""
     try:
         case = case_view(views, case_id)
     except NotFound as e:
@@ -115,14 +121,15 @@ def case_page(case_id: str, request: Request, views: ViewsDep, lang: Lang = "zh"
                                 svg_lang=f"?lang={lang}"))
 
 
-def _names(views: Views, usccs: list[str]) -> list[dict[str, str]]:
+def _names(views: Views, usccs: list[str]) -> list[dict[str, Any]]:
     with views.reading() as tx:
         return tx.rows("SELECT uscc, name FROM v_organizations WHERE uscc IN (?, ?)", usccs)
 
 
 @router.get("/v1/cases/{case_id:path}/entries.csv", summary="The case's entries as CSV",
             response_class=Response,
-            responses={200: {"content": {"text/csv": {"example": "index,recorded_at,…"}}}})
+            responses={200: {"content": {"text/csv": {"example": "index,recorded_at,…"}}},
+                       **_UNKNOWN})
 def case_csv(case_id: str, views: ViewsDep) -> Response:
     """One row per entry that touches the case (RFC 4180, UTF-8 with a byte order mark)."""
     return _download(exports.to_csv_bytes(exports.case_sheet(views, case_id)),
@@ -131,7 +138,8 @@ def case_csv(case_id: str, views: ViewsDep) -> Response:
 
 @router.get("/v1/cases/{case_id:path}/entries.xlsx", summary="The case's entries as XLSX",
             response_class=Response,
-            responses={200: {"content": {exports.XLSX_MEDIA_TYPE: {}}}})
+            responses={200: {"content": {exports.XLSX_MEDIA_TYPE: {"example": "(XLSX bytes)"}}},
+                       **_UNKNOWN})
 def case_xlsx(case_id: str, views: ViewsDep) -> Response:
     """The same rows as a sortable sheet: header frozen, autofilter, times as date-times."""
     return _download(exports.to_xlsx(exports.case_sheet(views, case_id)),
@@ -140,7 +148,8 @@ def case_xlsx(case_id: str, views: ViewsDep) -> Response:
 
 @router.get("/v1/cases/{case_id:path}/trace.svg", summary="The case's batches as a picture",
             response_class=Response,
-            responses={200: {"content": {picture.SVG_MEDIA_TYPE: {"example": "<svg …>"}}}})
+            responses={200: {"content": {picture.SVG_MEDIA_TYPE: {"example": "<svg …>"}}},
+                       **_UNKNOWN})
 def case_svg(case_id: str, views: ViewsDep, lang: Lang = "zh") -> Response:
     """Organizations as swim lanes, time left to right, failed checks and recalls marked."""
     svg = picture.render_svg(picture.case_picture(views, case_id), lang)
