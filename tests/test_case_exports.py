@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from api.app import create_app
 from api.cli import main
 from ledger import keys
 from ledger.application import Ledger
+from ledger.envelope import Envelope
 from ledger.errors import NotFound
 from ledger.timefmt import parse_time
 from tests.support import ROOT, World, make_gtin, make_uscc
@@ -240,6 +242,7 @@ class Hostile:
     views: Views
     check: int
     recall: int
+    correction: int
 
 
 @pytest.fixture
@@ -257,10 +260,17 @@ def hostile(db_url: str) -> Iterator[Hostile]:
         verdict="fail", report_no="R-1").index
     recall = w.submit("recall.issued", MAKER, gtin=SNACK, lots=[LOT], level=1,
                       reason="=cmd|' /C calc'!A0").index
+    # The maker finds the recall over-classified: level 2, not 1.
+    signed = Envelope.from_json(json.loads(w.ledger.entry(recall).text)["envelope"]).statement
+    correction = w.submit("correction", MAKER, corrects=recall, reason="级别调整",
+                          replacement={**signed, "level": 2}).index
     w.submit("case.opened", SHOP, case=HOSTILE_CASE, respondent=MAKER,
              batches=[{"gtin": SNACK, "lot": LOT}], summary=SUMMARY, channel="12315")
+    # A complaint that names no batch at all.
+    w.submit("case.opened", SHOP, case="QX-EMPTY", respondent=MAKER, batches=[],
+             summary="服务态度差", channel="letter")
     views = Views.open(w.ledger)
-    yield Hostile(w, views, check, recall)
+    yield Hostile(w, views, check, recall, correction)
     views.close()
     w.ledger.close()
 
@@ -290,6 +300,30 @@ def test_no_text_becomes_a_formula_in_the_xlsx(hostile: Hostile) -> None:
     # Stored exactly as signed, as text.
     for value in (MAKER_NAME, SHOP_NAME, LOT, "-bag"):
         assert texts.get(value) == "s", value
+
+
+def test_a_correction_shows_what_it_corrects_and_the_picture_the_corrected_level(
+    hostile: Hostile,
+) -> None:
+    row, = case_rows(hostile.world.ledger, hostile.views, [hostile.correction])
+    assert (row.type, row.org, row.gtin, row.lot) == ("correction", MAKER, SNACK, LOT)
+    assert row.summary == (f"corrects entry {hostile.recall} (级别调整): "
+                           "level 2 recall: =cmd|' /C calc'!A0")
+    root = _svg(render_svg(case_picture(hostile.views, HOSTILE_CASE)))
+    recall, = _with_class(root, "mark", "recall")
+    assert recall.get("data-entry") == str(hostile.recall)
+    assert "L2" in "".join(recall.itertext()) and "L1" not in "".join(recall.itertext())
+
+
+def test_a_case_without_batches_has_its_respondents_lane_and_a_page(hostile: Hostile) -> None:
+    root = _svg(render_svg(case_picture(hostile.views, "QX-EMPTY")))
+    assert [lane.get("data-org") for lane in _with_class(root, "lane")] == [MAKER]
+    assert not _with_class(root, "batch")
+    client = TestClient(create_app(hostile.world.ledger))
+    page = client.get("/cases/QX-EMPTY?lang=en", headers={"accept": "text/html"})
+    assert page.status_code == 200 and "服务态度差" in page.text
+    opened = case_view(hostile.views, "QX-EMPTY").opened_entry
+    assert f'<li data-entry="{opened}">' in page.text
 
 
 def test_the_picture_escapes_every_text(hostile: Hostile) -> None:
@@ -332,7 +366,11 @@ def test_the_case_page_and_its_downloads_over_http(inv: Investigation) -> None:
     assert "消费者经12315反映吐司口感异常" in page.text and "属实" in page.text
     assert "福州麦香烘焙食品有限公司" in page.text  # the respondent by name
     selected = case_entries(inv.views, CASE)
-    assert page.text.count('<li data-entry="') == len(selected)
+    # The timeline runs in the order things happened, as their signers date them.
+    shown = [int(i) for i in re.findall(r'<li data-entry="(\d+)">', page.text)]
+    rows = {r.index: r for r in case_sheet(inv.views, CASE)}
+    assert sorted(shown) == selected
+    assert shown == sorted(selected, key=lambda i: (rows[i].issued_at, i))
     english = client.get(f"/cases/{CASE}?lang=en", headers={"accept": "text/html"}).text
     assert "Finding: substantiated" in english and "Legend" in english
 
