@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
@@ -33,6 +33,8 @@ from ledger.timefmt import parse_time
 from traceability.cases import case_view
 from traceability.evidence import case_entries
 from traceability.views import Views
+
+T = TypeVar("T")
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -148,9 +150,11 @@ class _Context:
             batches |= {(g, lot) for g, lot, _ in shipments.values()}
             units = {
                 (r["gtin"], r["lot"]): r["unit"]
-                for gtin in _chunks(sorted({g for g, _ in batches}))
+                for chunk in _chunks(sorted(batches))
                 for r in tx.rows(
-                    f"SELECT gtin, lot, unit FROM v_batches WHERE gtin IN ({_marks(gtin)})", gtin)
+                    "SELECT gtin, lot, unit FROM v_batches WHERE "
+                    + " OR ".join(["(gtin = ? AND lot = ?)"] * len(chunk)),
+                    [v for key in chunk for v in key])
             }
             usccs = {s.by for s in statements} | {sender for *_, sender in shipments.values()}
             usccs |= {_counterparty(s) for s in statements}
@@ -284,7 +288,7 @@ def _refs(refs: Sequence[int]) -> str:
     return ", ".join(map(str, refs)) or "none"
 
 
-def _chunks(values: Sequence[str], size: int = 500) -> Iterable[list[str]]:
+def _chunks(values: Sequence[T], size: int = 500) -> Iterable[list[T]]:
     for i in range(0, len(values), size):
         yield list(values[i:i + size])
 
