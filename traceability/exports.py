@@ -16,11 +16,12 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
@@ -66,7 +67,7 @@ class Row:
     keyid: str
 
     def cells(self) -> tuple[Any, ...]:
-        return astuple(self)
+        return tuple(getattr(self, name) for name in COLUMNS)
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
@@ -334,39 +335,56 @@ def to_xlsx(rows: Iterable[Row], title: str = "entries") -> bytes:
     """One sheet: the header row frozen, an autofilter over the whole range, widths fitted
     to the text. Index and quantity are numbers; the two times are Excel date-times in UTC
     (Excel has no time zones; the headers say UTC); codes (USCC, GTIN, region, lot) are
-    text, so no leading zero is lost. Every text cell is stored as a string, never a formula."""
-    book = Workbook()
-    sheet = book.active
-    sheet.title = title[:31]  # Excel's limit on sheet names
+    text, so no leading zero is lost. Every text cell is stored as a string, never a formula.
+
+    Written in openpyxl's write-only mode, which streams rows (the ordinary mode slows
+    down with every row added); widths are therefore measured before the first row."""
     headers = [f"{c} (UTC)" if c in _TIME_COLUMNS else c for c in COLUMNS]
-    sheet.append(headers)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    widths = [_width(h) for h in headers]
     times = [COLUMNS.index(c) for c in _TIME_COLUMNS]
-    count = 0
-    for count, row in enumerate(rows, start=1):
+    table: list[list[Any]] = []
+    for row in rows:
         values = list(row.cells())
         for i in times:
             values[i] = _excel_time(values[i])
-        sheet.append(values)
-        for i, cell in enumerate(sheet[count + 1]):
-            if isinstance(values[i], str):
-                # openpyxl turns text starting with "=" into a formula; a string cell is text.
-                cell.data_type = "s"
-                widths[i] = max(widths[i], _width(values[i]))
-            elif isinstance(values[i], datetime):
-                cell.number_format = _TIME_FORMAT
-                widths[i] = max(widths[i], len(_TIME_FORMAT))
-            elif values[i] is not None:
-                widths[i] = max(widths[i], len(str(values[i])))
-    for i, width in enumerate(widths, start=1):
+        table.append(values)
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title[:31])  # Excel's limit on sheet names
+    for i, width in enumerate(_widths(headers, table), start=1):
         sheet.column_dimensions[get_column_letter(i)].width = min(width + 2, _MAX_WIDTH)
     sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{count + 1}"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{len(table) + 1}"
+    sheet.append([_cell(sheet, h, bold=True) for h in headers])
+    for values in table:
+        sheet.append([_cell(sheet, v) for v in values])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _cell(sheet: Any, value: Any, bold: bool = False) -> WriteOnlyCell:
+    cell = WriteOnlyCell(sheet, value=value)
+    if isinstance(value, str):
+        # openpyxl takes text starting with "=" for a formula; a string cell is only text.
+        cell.data_type = "s"
+    elif isinstance(value, datetime):
+        cell.number_format = _TIME_FORMAT
+    if bold:
+        cell.font = Font(bold=True)
+    return cell
+
+
+def _widths(headers: list[str], table: list[list[Any]]) -> list[int]:
+    widths = [_width(h) for h in headers]
+    for values in table:
+        for i, v in enumerate(values):
+            if isinstance(v, datetime):
+                shown = len(_TIME_FORMAT)
+            elif v is None:
+                continue
+            else:
+                shown = _width(str(v))
+            widths[i] = max(widths[i], shown)
+    return widths
 
 
 def _excel_time(text: str) -> datetime | str:
