@@ -266,6 +266,9 @@ def hostile(db_url: str) -> Iterator[Hostile]:
                           replacement={**signed, "level": 2}).index
     w.submit("case.opened", SHOP, case=HOSTILE_CASE, respondent=MAKER,
              batches=[{"gtin": SNACK, "lot": LOT}], summary=SUMMARY, channel="12315")
+    w.submit("case.evidence", ROOT, case=HOSTILE_CASE, refs=[check], note="=抽检报告")
+    w.submit("credit.adjusted", ROOT, org=MAKER, delta=-3, reason="+逾期未整改", basis="规则 7",
+             refs=[check])
     # A complaint that names no batch at all.
     w.submit("case.opened", SHOP, case="QX-EMPTY", respondent=MAKER, batches=[],
              summary="服务态度差", channel="letter")
@@ -423,8 +426,27 @@ def test_the_cli_writes_the_three_files(inv: Investigation, tmp_path: Path,
     assert main(["case", CASE, "--db", inv.db]) == 2
 
 
-def test_rows_are_plain_values(inv: Investigation) -> None:
-    """Row holds text and integers only, so both writers see the same thing."""
-    for row in case_sheet(inv.views, CASE):
-        assert isinstance(row, Row)
+def test_every_entry_of_the_ledger_makes_a_row(inv: Investigation) -> None:
+    """The evidence of a case may hold any type of entry (registrations of its signers,
+    credit changes, awards…): each has its own summary, in plain values."""
+    everything = list(range(inv.ledger.size()))
+    rows = case_rows(inv.ledger, inv.views, everything)
+    assert [r.index for r in rows] == everything
+    assert {"org.registered", "key.registered", "blacklist.added", "award.granted",
+            "case.opened", "case.resolved"} <= {r.type for r in rows}
+    for row in rows:
+        assert isinstance(row, Row) and row.summary and row.summary != row.type, row
         assert all(v is None or isinstance(v, (str, int)) for v in row.cells())
+    key = next(r for r in rows if r.type == "key.registered" and r.counterparty == demo.LAB)
+    lab_row = next(r for r in rows if r.org == demo.LAB)
+    assert lab_row.keyid[:16] in key.summary  # the key that signs the lab's entries
+
+
+def test_evidence_and_credit_rows(hostile: Hostile) -> None:
+    everything = list(range(hostile.world.ledger.size()))
+    rows = {r.type: r for r in case_rows(hostile.world.ledger, hostile.views, everything)}
+    assert rows["case.evidence"].summary == (
+        f"evidence for case {HOSTILE_CASE} (entries {hostile.check}): =抽检报告")
+    credit = rows["credit.adjusted"]
+    assert (credit.org, credit.counterparty) == (ROOT, MAKER)
+    assert credit.summary == "credit -3 (规则 7): +逾期未整改"
