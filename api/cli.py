@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, metavar="FILE", help="one row per entry (RFC 4180)")
     p.add_argument("--xlsx", type=Path, metavar="FILE", help="the same rows as a sortable sheet")
     p.add_argument("--svg", type=Path, metavar="FILE", help="the trace picture of its batches")
-    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="labels of the picture")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh",
+                   help="language of the summaries and the picture's labels (default zh)")
     p.set_defaults(run=cmd_case)
 
     return parser
@@ -561,7 +562,7 @@ def cmd_case(args: argparse.Namespace) -> int:
         raise UsageError("name at least one of --csv FILE, --xlsx FILE, --svg FILE")
     with _views(args) as views:
         case = case_view(views, args.case_id)  # NotFound: one line, exit 2
-        rows = exports.case_sheet(views, args.case_id) if args.csv or args.xlsx else []
+        rows = exports.case_sheet(views, args.case_id, args.lang) if args.csv or args.xlsx else []
         svg = (picture.render_svg(picture.case_picture(views, args.case_id), args.lang)
                if args.svg else "")
     outputs: list[tuple[Path, bytes]] = []

@@ -115,7 +115,7 @@ def test_the_rows_say_who_did_what_to_which_batch_where_and_when(inv: Investigat
     resolved = case.resolved_entry
     assert resolved is not None
     indexes = [check, recall, shipped, received, bread, case.opened_entry, resolved]
-    rows = {r.index: r for r in case_rows(inv.ledger, inv.views, indexes)}
+    rows = {r.index: r for r in case_rows(inv.ledger, inv.views, indexes, 'en')}
 
     lab_check = rows[check]
     assert (lab_check.type, lab_check.org, lab_check.org_name, lab_check.region) == (
@@ -279,7 +279,7 @@ def hostile(db_url: str) -> Iterator[Hostile]:
 
 
 def test_no_text_becomes_a_formula_in_the_csv(hostile: Hostile) -> None:
-    rows = case_sheet(hostile.views, HOSTILE_CASE)
+    rows = case_sheet(hostile.views, HOSTILE_CASE, "en")
     parsed = list(csv.reader(io.StringIO(to_csv(rows), newline="")))
     cells = [cell for line in parsed[1:] for cell in line]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
@@ -308,7 +308,7 @@ def test_no_text_becomes_a_formula_in_the_xlsx(hostile: Hostile) -> None:
 def test_a_correction_shows_what_it_corrects_and_the_picture_the_corrected_level(
     hostile: Hostile,
 ) -> None:
-    row, = case_rows(hostile.world.ledger, hostile.views, [hostile.correction])
+    row, = case_rows(hostile.world.ledger, hostile.views, [hostile.correction], 'en')
     assert (row.type, row.org, row.gtin, row.lot) == ("correction", MAKER, SNACK, LOT)
     assert row.summary == (f"corrects entry {hostile.recall} (级别调整): "
                            "level 2 recall: =cmd|' /C calc'!A0")
@@ -376,6 +376,10 @@ def test_the_case_page_and_its_downloads_over_http(inv: Investigation) -> None:
     assert shown == sorted(selected, key=lambda i: (rows[i].issued_at, i))
     english = client.get(f"/cases/{CASE}?lang=en", headers={"accept": "text/html"}).text
     assert "Finding: substantiated" in english and "Legend" in english
+    # Summaries follow the page's language; the free text is the signer's own.
+    assert "2 级召回：监督抽查铅含量超标" in page.text and "监督抽查，生产环节" in page.text
+    assert "level 2 recall: 监督抽查铅含量超标" in english
+    assert f'href="/v1/cases/{CASE}/entries.csv?lang=en"' in english
 
     answers = {name: client.get(f"/v1/cases/{CASE}/{name}")
                for name in ("entries.csv", "entries.xlsx", "trace.svg")}
@@ -388,6 +392,10 @@ def test_the_case_page_and_its_downloads_over_http(inv: Investigation) -> None:
         assert answer.headers["content-disposition"] == f'attachment; filename="case-{CASE}-{name}"'
     lines = list(csv.reader(io.StringIO(answers["entries.csv"].content.decode("utf-8-sig"))))
     assert [int(line[0]) for line in lines[1:]] == selected
+    assert lines[1:] == [[str(v) if v is not None else "" for v in r.cells()]
+                         for r in case_sheet(inv.views, CASE, "zh")]
+    in_english = client.get(f"/v1/cases/{CASE}/entries.csv?lang=en").content.decode("utf-8-sig")
+    assert in_english.startswith(",".join(COLUMNS)) and "level 2 recall" in in_english
     sheet = openpyxl.load_workbook(io.BytesIO(answers["entries.xlsx"].content)).active
     assert [r[0] for r in sheet.iter_rows(min_row=2, values_only=True)] == selected
     assert _with_class(_svg(answers["trace.svg"].text), "mark", "recall")
@@ -444,7 +452,7 @@ def test_every_entry_of_the_ledger_makes_a_row(inv: Investigation) -> None:
 
 def test_evidence_and_credit_rows(hostile: Hostile) -> None:
     everything = list(range(hostile.world.ledger.size()))
-    rows = {r.type: r for r in case_rows(hostile.world.ledger, hostile.views, everything)}
+    rows = {r.type: r for r in case_rows(hostile.world.ledger, hostile.views, everything, 'en')}
     assert rows["case.evidence"].summary == (
         f"evidence for case {HOSTILE_CASE} (entries {hostile.check}): =抽检报告")
     credit = rows["credit.adjusted"]

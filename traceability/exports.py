@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -36,6 +36,7 @@ from traceability.evidence import case_entries
 from traceability.views import Views
 
 T = TypeVar("T")
+Lang = Literal["en", "zh"]
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -74,11 +75,14 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
 _TIME_COLUMNS = ("recorded_at", "issued_at")
 
 
-def case_rows(ledger: Ledger, views: Views, indexes: Sequence[int]) -> list[Row]:
-    """One row per index, in the order given. Raises NotFound for an index not in the log."""
+def case_rows(
+    ledger: Ledger, views: Views, indexes: Sequence[int], lang: Lang = "zh"
+) -> list[Row]:
+    """One row per index, in the order given, summaries in `lang`. Raises NotFound for an
+    index not in the log."""
     stored = _read_entries(ledger, indexes)
     read = [_Read.of(stored[i]) for i in indexes]
-    context = _Context.load(views, read)
+    context = _Context.load(views, read, lang if lang in _SAY else "zh")
     return [context.row(r) for r in read]
 
 
@@ -133,9 +137,10 @@ class _Context:
     orgs: dict[str, tuple[str, str]]  # USCC -> (name, region)
     units: dict[tuple[str, str], str]  # (gtin, lot) -> unit
     shipments: dict[str, tuple[str, str, str]]  # shipment -> (gtin, lot, sender)
+    lang: Lang
 
     @classmethod
-    def load(cls, views: Views, read: Iterable[_Read]) -> _Context:
+    def load(cls, views: Views, read: Iterable[_Read], lang: Lang) -> _Context:
         statements = [s for r in read for s in _with_replacement(r.statement)]
         shipment_ids = {s.body["shipment"] for s in statements if s.type == "batch.received"}
         with views.reading() as tx:
@@ -166,7 +171,7 @@ class _Context:
                     f"SELECT uscc, name, region FROM v_organizations WHERE uscc IN ({_marks(chunk)})",
                     chunk)
             }
-        return cls(orgs, units, shipments)
+        return cls(orgs, units, shipments, lang)
 
     def name(self, uscc: str) -> str:
         return self.orgs.get(uscc, ("", ""))[0] or uscc
@@ -183,59 +188,83 @@ class _Context:
                    name, region, what.gtin, what.lot, what.quantity, what.unit,
                    what.counterparty, what.verdict, read.keyids)
 
+    def say(self, what: str, /, **values: Any) -> str:
+        return _SAY[self.lang][what].format(**values)
+
+    def word(self, value: str) -> str:
+        return _WORDS[self.lang].get(value, value)
+
     def _what(self, s: Statement) -> _What:
         """What the statement says, in the row's terms."""
         b = s.body
         t = s.type
         if t == "batch.produced":
-            inputs = len(b["inputs"])
-            return _What(f"produced {b['quantity']} {b['unit']} of {b['product']}"
-                         f" from {inputs} input batch{'es' if inputs != 1 else ''}",
+            return _What(self.say(t, quantity=b["quantity"], unit=b["unit"], product=b["product"],
+                                  inputs=len(b["inputs"])),
                          b["gtin"], b["lot"], b["quantity"], b["unit"])
         if t == "batch.shipped":
-            return _What(f"shipped {b['quantity']} to {self.name(b['to'])} "
-                         f"(shipment {b['shipment']})", b["gtin"], b["lot"], b["quantity"],
+            return _What(self.say(t, quantity=b["quantity"], to=self.name(b["to"]),
+                                  shipment=b["shipment"]),
+                         b["gtin"], b["lot"], b["quantity"],
                          self.units.get((b["gtin"], b["lot"]), ""), b["to"])
         if t == "batch.received":
             gtin, lot, sender = self.shipments.get(b["shipment"], ("", "", ""))
-            return _What(f"received {b['quantity']} from {self.name(sender)} "
-                         f"(shipment {b['shipment']})", gtin, lot, b["quantity"],
-                         self.units.get((gtin, lot), ""), sender)
+            return _What(self.say(t, quantity=b["quantity"], sender=self.name(sender),
+                                  shipment=b["shipment"]),
+                         gtin, lot, b["quantity"], self.units.get((gtin, lot), ""), sender)
         if t == "check.recorded":
-            failed = "; ".join(f"{i['name']} {i['value']} (limit {i['limit']} {i['unit']})"
-                               for i in b["items"] if i["verdict"] == "fail")
-            return _What(f"{b['kind']} check, {b['stage']} stage, report {b['report_no']}: "
-                         f"{b['verdict']}" + (f"; failed: {failed}" if failed else ""),
-                         b["gtin"], b["lot"], counterparty=b["subject"], verdict=b["verdict"])
+            failed = "; ".join(self.say("item", **i) for i in b["items"] if i["verdict"] == "fail")
+            summary = self.say(t, kind=self.word(b["kind"]), stage=self.word(b["stage"]),
+                               report=b["report_no"], verdict=self.word(b["verdict"]))
+            if failed:
+                summary += self.say("failed", items=failed)
+            return _What(summary, b["gtin"], b["lot"], counterparty=b["subject"],
+                         verdict=b["verdict"])
         if t == "recall.issued":
-            return _What(f"level {b['level']} recall: {b['reason']}", b["gtin"],
+            return _What(self.say(t, level=b["level"], reason=b["reason"]), b["gtin"],
                          " ".join(b["lots"]))
-        if t.startswith("case."):
-            return self._case(s)
+        if t == "case.opened":
+            return _What(self.say(t, case=b["case"], channel=b["channel"],
+                                  respondent=self.name(b["respondent"]), summary=b["summary"]),
+                         " ".join(r["gtin"] for r in b["batches"]),
+                         " ".join(r["lot"] for r in b["batches"]), counterparty=b["respondent"])
+        if t == "case.evidence":
+            return _What(self.say(t, case=b["case"], refs=", ".join(map(str, b["refs"])) or "-",
+                                  note=b["note"]))
+        if t == "case.resolved":
+            return _What(self.say(t, case=b["case"], finding=self.word(b["finding"]),
+                                  summary=b["summary"]), verdict=b["finding"])
         if t == "correction":
             return self._correction(s)
-        return _What(_org_summary(s), counterparty=_counterparty(s))
-
-    def _case(self, s: Statement) -> _What:
-        b = s.body
-        if s.type == "case.opened":
-            return _What(f"case {b['case']} opened ({b['channel']}) against "
-                         f"{self.name(b['respondent'])}: {b['summary']}",
-                         " ".join(r["gtin"] for r in b["batches"]),
-                         " ".join(r["lot"] for r in b["batches"]),
-                         counterparty=b["respondent"])
-        if s.type == "case.evidence":
-            return _What(f"evidence for case {b['case']} (entries {_refs(b['refs'])}): {b['note']}")
-        return _What(f"case {b['case']} resolved, {b['finding']}: {b['summary']}",
-                     verdict=b["finding"])
+        return _What(self._about_org(s), counterparty=_counterparty(s))
 
     def _correction(self, s: Statement) -> _What:
-        head = f"corrects entry {s.body['corrects']} ({s.body['reason']})"
-        if s.replacement is None:
-            return _What(f"{head}: withdrawn")
-        replaced = self._what(s.replacement)
-        return _What(f"{head}: {replaced.summary}", replaced.gtin, replaced.lot,
-                     replaced.quantity, replaced.unit, replaced.counterparty, replaced.verdict)
+        replaced = None if s.replacement is None else self._what(s.replacement)
+        summary = self.say("correction", corrects=s.body["corrects"], reason=s.body["reason"],
+                           what=replaced.summary if replaced else self.say("withdrawn"))
+        if replaced is None:
+            return _What(summary)
+        return _What(summary, replaced.gtin, replaced.lot, replaced.quantity, replaced.unit,
+                     replaced.counterparty, replaced.verdict)
+
+    def _about_org(self, s: Statement) -> str:
+        """Summaries of the statements about organizations and their keys."""
+        b = s.body
+        t = s.type
+        if t == "org.registered":
+            return self.say(t, name=b["name"], region=b["region"],
+                            roles=", ".join(self.word(r) for r in b["roles"]))
+        if t == "key.registered":
+            return self.say(t, key=key_id(b["public_key"])[:16], org=self.name(b["org"]))
+        if t == "key.revoked":
+            return self.say(t, key=b["keyid"][:16], org=self.name(b["org"]), reason=b["reason"])
+        if t == "credit.adjusted":
+            return self.say(t, delta=f"{b['delta']:+d}", basis=b["basis"], reason=b["reason"])
+        if t in ("blacklist.added", "blacklist.removed"):
+            return self.say(t, basis=b.get("basis"), reason=b["reason"])
+        if t == "award.granted":
+            return self.say(t, title=b["title"], until=f"{b['valid_until']:%Y-%m-%d}")
+        return t
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,25 +278,61 @@ class _What:
     verdict: str = ""
 
 
-def _org_summary(s: Statement) -> str:
-    """Summaries of the statements about organizations and keys."""
-    b = s.body
-    t = s.type
-    if t == "org.registered":
-        return f"registered {b['name']} ({', '.join(b['roles'])}), region {b['region']}"
-    if t == "key.registered":
-        return f"registered key {key_id(b['public_key'])[:16]}… of {b['org']}"
-    if t == "key.revoked":
-        return f"revoked key {b['keyid'][:16]}… of {b['org']}: {b['reason']}"
-    if t == "credit.adjusted":
-        return f"credit {b['delta']:+d} ({b['basis']}): {b['reason']}"
-    if t == "blacklist.added":
-        return f"blacklisted ({b['basis']}): {b['reason']}"
-    if t == "blacklist.removed":
-        return f"removed from the blacklist: {b['reason']}"
-    if t == "award.granted":
-        return f"award: {b['title']}, valid until {b['valid_until']:%Y-%m-%d}"
-    return t
+# The short human summary of each type, in each language of the pages. Summaries start
+# with a word of ours, never with the signer's text.
+_SAY: dict[str, dict[str, str]] = {
+    "en": {
+        "batch.produced": "produced {quantity} {unit} of {product} (input batches: {inputs})",
+        "batch.shipped": "shipped {quantity} to {to} (shipment {shipment})",
+        "batch.received": "received {quantity} from {sender} (shipment {shipment})",
+        "check.recorded": "{kind} check, {stage} stage, report {report}: {verdict}",
+        "failed": "; failed: {items}",
+        "item": "{name} {value} (limit {limit} {unit})",
+        "recall.issued": "level {level} recall: {reason}",
+        "case.opened": "case {case} opened ({channel}) against {respondent}: {summary}",
+        "case.evidence": "evidence for case {case} (entries {refs}): {note}",
+        "case.resolved": "case {case} resolved, {finding}: {summary}",
+        "correction": "corrects entry {corrects} ({reason}): {what}",
+        "withdrawn": "withdrawn",
+        "org.registered": "registered {name} ({roles}), region {region}",
+        "key.registered": "registered key {key}… of {org}",
+        "key.revoked": "revoked key {key}… of {org}: {reason}",
+        "credit.adjusted": "credit {delta} ({basis}): {reason}",
+        "blacklist.added": "blacklisted ({basis}): {reason}",
+        "blacklist.removed": "removed from the blacklist: {reason}",
+        "award.granted": "award: {title}, valid until {until}",
+    },
+    "zh": {
+        "batch.produced": "生产 {product} {quantity} {unit}（原料批次 {inputs} 个）",
+        "batch.shipped": "发货 {quantity} 至 {to}（发货单 {shipment}）",
+        "batch.received": "收到 {sender} 发来的 {quantity}（发货单 {shipment}）",
+        "check.recorded": "{kind}，{stage}，报告 {report}：{verdict}",
+        "failed": "；不合格项目：{items}",
+        "item": "{name} {value}（限量 {limit} {unit}）",
+        "recall.issued": "{level} 级召回：{reason}",
+        "case.opened": "案件 {case} 立案（{channel}），被投诉方 {respondent}：{summary}",
+        "case.evidence": "案件 {case} 提交证据（条目 {refs}）：{note}",
+        "case.resolved": "案件 {case} 办结，{finding}：{summary}",
+        "correction": "更正条目 {corrects}（{reason}）：{what}",
+        "withdrawn": "撤回",
+        "org.registered": "登记 {name}（{roles}），地区 {region}",
+        "key.registered": "登记 {org} 的密钥 {key}…",
+        "key.revoked": "吊销 {org} 的密钥 {key}…：{reason}",
+        "credit.adjusted": "信用分 {delta}（{basis}）：{reason}",
+        "blacklist.added": "列入质量失信黑名单（{basis}）：{reason}",
+        "blacklist.removed": "移出质量失信黑名单：{reason}",
+        "award.granted": "授予 {title}，有效期至 {until}",
+    },
+}
+
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {"third_party": "third-party"},
+    "zh": {"supervisory": "监督抽查", "self": "自检", "third_party": "第三方检验",
+           "production": "生产环节", "circulation": "流通环节", "pass": "合格", "fail": "不合格",
+           "substantiated": "属实", "unsubstantiated": "不属实", "withdrawn": "已撤回",
+           "regulator": "监管部门", "producer": "生产者", "distributor": "经销商",
+           "retailer": "零售商", "lab": "检验机构"},
+}
 
 
 def _counterparty(s: Statement | None) -> str:
@@ -283,10 +348,6 @@ def _counterparty(s: Statement | None) -> str:
 
 def _with_replacement(s: Statement | None) -> list[Statement]:
     return [] if s is None else [s, *_with_replacement(s.replacement)]
-
-
-def _refs(refs: Sequence[int]) -> str:
-    return ", ".join(map(str, refs)) or "none"
 
 
 def _chunks(values: Sequence[T], size: int = 500) -> Iterable[list[T]]:
@@ -400,8 +461,8 @@ def _width(text: str) -> int:
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
 
-def case_sheet(views: Views, case_id: str) -> list[Row]:
+def case_sheet(views: Views, case_id: str, lang: Lang = "zh") -> list[Row]:
     """The rows of every entry that touches the case (traceability.evidence), in log order.
     Raises NotFound for a case that was never opened."""
     case_view(views, case_id)  # the case must exist whatever the selection does without it
-    return case_rows(views.ledger, views, case_entries(views, case_id))
+    return case_rows(views.ledger, views, case_entries(views, case_id), lang)

@@ -109,7 +109,7 @@ def case_page(case_id: str, request: Request, views: ViewsDep, lang: Lang = "zh"
         if "text/html" not in request.headers.get("accept", ""):
             raise
         return HTMLResponse(_render(lang, missing=str(e), case_id=case_id), status_code=404)
-    rows = exports.case_sheet(views, case_id)
+    rows = exports.case_sheet(views, case_id, lang)
     svg = picture.render_svg(picture.case_picture(views, case_id), lang)
     names = {r.org: r.org_name for r in rows}
     names.update({r["uscc"]: r["name"] for r in _names(views, [case.respondent, case.opened_by])})
@@ -118,7 +118,7 @@ def case_page(case_id: str, request: Request, views: ViewsDep, lang: Lang = "zh"
     timeline = sorted(rows, key=lambda r: (r.issued_at, r.index))
     return HTMLResponse(_render(lang, case_id=case_id, c=case.to_json(), timeline=timeline,
                                 svg=Markup(svg), links=case_links(case_id), names=names,
-                                svg_lang=f"?lang={lang}"))
+                                lang_query=f"?lang={lang}"))
 
 
 def _names(views: Views, usccs: list[str]) -> list[dict[str, Any]]:
@@ -130,9 +130,10 @@ def _names(views: Views, usccs: list[str]) -> list[dict[str, Any]]:
             response_class=Response,
             responses={200: {"content": {"text/csv": {"example": "index,recorded_at,…"}}},
                        **_UNKNOWN})
-def case_csv(case_id: str, views: ViewsDep) -> Response:
-    """One row per entry that touches the case (RFC 4180, UTF-8 with a byte order mark)."""
-    return _download(exports.to_csv_bytes(exports.case_sheet(views, case_id)),
+def case_csv(case_id: str, views: ViewsDep, lang: Lang = "zh") -> Response:
+    """One row per entry that touches the case (RFC 4180, UTF-8 with a byte order mark);
+    the summaries in `lang`, the column names always the same."""
+    return _download(exports.to_csv_bytes(exports.case_sheet(views, case_id, lang)),
                      exports.CSV_MEDIA_TYPE, case_id, "entries.csv")
 
 
@@ -140,9 +141,9 @@ def case_csv(case_id: str, views: ViewsDep) -> Response:
             response_class=Response,
             responses={200: {"content": {exports.XLSX_MEDIA_TYPE: {"example": "(XLSX bytes)"}}},
                        **_UNKNOWN})
-def case_xlsx(case_id: str, views: ViewsDep) -> Response:
+def case_xlsx(case_id: str, views: ViewsDep, lang: Lang = "zh") -> Response:
     """The same rows as a sortable sheet: header frozen, autofilter, times as date-times."""
-    return _download(exports.to_xlsx(exports.case_sheet(views, case_id)),
+    return _download(exports.to_xlsx(exports.case_sheet(views, case_id, lang)),
                      exports.XLSX_MEDIA_TYPE, case_id, "entries.xlsx")
 
 
