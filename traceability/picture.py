@@ -150,10 +150,11 @@ def _first_seen(batches: tuple[BatchBox, ...], shipments: tuple[Shipment, ...]) 
 
 _TEXT = {
     "zh": {"title": "案件 {} 涉及的批次", "batch": "批次", "input": "原料投入",
-           "shipment": "发货", "recall": "召回", "failed-check": "抽检不合格", "legend": "图例"},
+           "shipment": "发货", "recall": "召回", "failed-check": "抽检不合格", "legend": "图例",
+           "tag-recall": "召回", "tag-failed-check": "不合格"},
     "en": {"title": "Batches of case {}", "batch": "batch", "input": "input used",
            "shipment": "shipment", "recall": "recall", "failed-check": "failed check",
-           "legend": "Legend"},
+           "legend": "Legend", "tag-recall": "RECALL", "tag-failed-check": "FAIL"},
 }
 _MARK_COLOUR = {"recall": "#b3261e", "failed-check": "#c25e00"}
 
@@ -209,7 +210,7 @@ def render_svg(p: Picture, lang: Lang = "zh") -> str:
     out += _axis(p, layout)
     out += _inputs(p, layout)
     out += _shipments(p, layout)
-    out += _batches(p, layout)
+    out += _batches(p, layout, t)
     out += _legend(t, HEADER_H + LANE_H * len(p.lanes) + 14)
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -294,7 +295,7 @@ def _shipments(p: Picture, layout: _Layout) -> list[str]:
     return out
 
 
-def _batches(p: Picture, layout: _Layout) -> list[str]:
+def _batches(p: Picture, layout: _Layout, t: dict[str, str]) -> list[str]:
     out = []
     for b in p.batches:
         cx, cy = _box_centre(b, layout)
@@ -314,13 +315,12 @@ def _batches(p: Picture, layout: _Layout) -> list[str]:
         # Marks sit in a row above the box, each a coloured tag naming what it is.
         mx = x
         for m in b.marks:
-            out.append(_mark(m, b, mx, y - 21))
+            out.append(_mark(m, b, mx, y - 21, t[f"tag-{m.kind}"]))
             mx += 68
     return out
 
 
-def _mark(m: Mark, b: BatchBox, x: int, y: int) -> str:
-    word = {"recall": "RECALL", "failed-check": "FAIL"}[m.kind]
+def _mark(m: Mark, b: BatchBox, x: int, y: int, word: str) -> str:
     return (
         f'<g class="mark {m.kind}" data-gtin="{_e(b.gtin)}" data-lot="{_e(b.lot)}" '
         f'data-entry="{m.entry}"><title>{_e(f"{m.kind} {m.label} (#{m.entry})")}</title>'
