@@ -127,7 +127,7 @@ def case_picture(views: Views, case_id: str) -> Picture:
 
 
 def _issued_at(views: Views, entry: int) -> str:
-    """When the sender says it shipped; the recording time when that cannot be read."""
+    """When the sender says it shipped ("" when the entry cannot be read: it then sorts first)."""
     try:
         return views.ledger.statement_at(entry).issued_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     except LedgerError:
@@ -201,7 +201,7 @@ def render_svg(p: Picture, lang: Lang = "zh") -> str:
         f'role="img" aria-label="{_e(title)}" font-family="{_e(FONT)}" font-size="12">',
         f"<title>{_e(title)}</title>",
         '<defs><marker id="qtrace-arrow" viewBox="0 0 10 10" refX="9" refY="5" '
-        'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        'markerWidth="7" markerHeight="7" orient="auto">'
         '<path d="M0,0 L10,5 L0,10 z" fill="#3b4556"/></marker></defs>',
         f'<rect width="{layout.width}" height="{height}" fill="#ffffff"/>',
         f'<text x="12" y="22" font-size="15" font-weight="700" fill="#1d2330">{_e(title)}</text>',
