@@ -8,6 +8,10 @@ names, regions, units and the batch a shipment carried. Free text can hold anyth
 signer typed, so text that a spreadsheet would take for a formula is neutralised
 (OWASP "CSV injection"): in CSV it gets a leading apostrophe, in XLSX it is stored as a
 string cell, which Excel never evaluates.
+
+The short summary of each row is in Chinese (the default) or English; the column names
+are fixed identifiers in either case, so scripts can rely on them. CSV keeps times as the
+RFC 3339 text of the log; XLSX makes them Excel date-times in UTC, to sort and filter by.
 """
 
 from __future__ import annotations
