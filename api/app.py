@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
-from api.routes import entries, health, log, pages, read
+from api.routes import casepages, entries, health, log, pages, read
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
@@ -63,4 +63,6 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
         app.include_router(router)
     for router in PAGE_ROUTERS:
         app.include_router(router)
+    # Dispute cases: the case page and its spreadsheet and picture downloads.
+    app.include_router(casepages.router)
     return app

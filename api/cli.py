@@ -130,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(run=cmd_audit)
 
+    p = commands.add_parser("case", parents=[db],
+                            help="a dispute case's entries as CSV or XLSX, its batches as SVG")
+    p.add_argument("case_id", metavar="ID")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="one row per entry (RFC 4180)")
+    p.add_argument("--xlsx", type=Path, metavar="FILE", help="the same rows as a sortable sheet")
+    p.add_argument("--svg", type=Path, metavar="FILE", help="the trace picture of its batches")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh",
+                   help="language of the summaries and the picture's labels (default zh)")
+    p.set_defaults(run=cmd_case)
+
     return parser
 
 
@@ -542,6 +552,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(f"audit FAILED: {len(report.problems)} problems"
           + (f"; bad entries: {', '.join(map(str, bad))}" if bad else ""))
     return EXIT_VERIFY
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    from traceability import exports, picture
+    from traceability.cases import case_view
+
+    if not (args.csv or args.xlsx or args.svg):
+        raise UsageError("name at least one of --csv FILE, --xlsx FILE, --svg FILE")
+    with _views(args) as views:
+        case = case_view(views, args.case_id)  # NotFound: one line, exit 2
+        rows = exports.case_sheet(views, args.case_id, args.lang) if args.csv or args.xlsx else []
+        svg = (picture.render_svg(picture.case_picture(views, args.case_id), args.lang)
+               if args.svg else "")
+    outputs: list[tuple[Path, bytes]] = []
+    if args.csv:
+        outputs.append((args.csv, exports.to_csv_bytes(rows)))
+    if args.xlsx:
+        outputs.append((args.xlsx, exports.to_xlsx(rows)))
+    if args.svg:
+        outputs.append((args.svg, svg.encode("utf-8")))
+    for path, body in outputs:
+        try:
+            path.write_bytes(body)
+        except OSError as e:
+            raise UsageError(f"{path}: cannot write: {e}") from None
+        print(f"wrote {path}")
+    print(f"case {case.case}: {case.status}" + (f", {case.finding}" if case.finding else "")
+          + (f"; {len(rows)} entries" if rows else ""))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
