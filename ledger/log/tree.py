@@ -122,6 +122,41 @@ def inclusion_proof(index: int, size: int, reader: NodeReader) -> list[bytes]:
     return _range_hashes(siblings, reader)
 
 
+def inclusion_proofs(
+    indexes: Sequence[int], size: int, reader: NodeReader, chunk: int = 10_000
+) -> dict[int, list[bytes]]:
+    """inclusion_proof for many leaves of one tree, reading each needed node once.
+
+    Precondition: 0 <= index < size for every index (ValueError otherwise). Proofs of
+    nearby leaves share most of their upper siblings, so the nodes are gathered, deduplicated
+    and read in batches of at most `chunk` coordinates: an evidence bundle of ten thousand
+    entries costs a few queries, not ten thousand.
+    """
+    paths: dict[int, list[tuple[int, int]]] = {}
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"need 0 <= index < size, got index {index}, size {size}")
+        siblings: list[tuple[int, int]] = []
+        lo, hi = 0, size
+        while hi - lo > 1:  # the walk of inclusion_proof
+            k = _split(hi - lo)
+            if index < lo + k:
+                siblings.append((lo + k, hi))
+                hi = lo + k
+            else:
+                siblings.append((lo, lo + k))
+                lo += k
+        siblings.reverse()
+        paths[index] = siblings
+    plans = {r: perfect_subtrees(*r) for path in paths.values() for r in path}
+    coords = sorted({coord for plan in plans.values() for coord in plan})
+    found: dict[Coord, bytes] = {}
+    for start in range(0, len(coords), chunk):
+        found.update(_read(reader, coords[start : start + chunk]))
+    hashes = {r: _fold([found[coord] for coord in plan]) for r, plan in plans.items()}
+    return {index: [hashes[r] for r in path] for index, path in paths.items()}
+
+
 def consistency_proof(first: int, second: int, reader: NodeReader) -> list[bytes]:
     """RFC 9162 §2.1.4.1 PROOF(first, D[second]); one get_nodes call (none when first == second).
 
