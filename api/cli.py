@@ -130,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(run=cmd_audit)
 
+    p = commands.add_parser("bundle", parents=[db],
+                            help="write the evidence bundle of a case or a batch (DISPUTES.md)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--case", metavar="ID", help="a dispute case's id")
+    what.add_argument("--batch", nargs=2, metavar=("GTIN", "LOT"), help="one batch")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the bundle file to write")
+    p.set_defaults(run=cmd_bundle)
+
+    p = commands.add_parser("verify-bundle",
+                            help="verify an evidence bundle offline: no database, no network")
+    p.add_argument("file", help="the bundle, or - for standard input")
+    p.add_argument("--log-key", metavar="KEYSTRING",
+                   help="the log's verifier key as you hold it: the bundle must be of that log")
+    p.set_defaults(run=cmd_verify_bundle)
+
     return parser
 
 
@@ -541,6 +556,47 @@ def cmd_audit(args: argparse.Namespace) -> int:
     bad = report.bad_indexes()
     print(f"audit FAILED: {len(report.problems)} problems"
           + (f"; bad entries: {', '.join(map(str, bad))}" if bad else ""))
+    return EXIT_VERIFY
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from traceability.bundle import batch_bundle, case_bundle
+
+    with _views(args) as views:
+        bundle = (case_bundle(views, args.case) if args.case is not None
+                  else batch_bundle(views, *args.batch))
+        data = bundle.to_bytes()
+        views.ledger.close()
+    temporary = args.out.with_name(args.out.name + ".tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, args.out)
+    except OSError as e:
+        raise UsageError(f"{args.out}: cannot write: {e.strerror}") from None
+    print(f"wrote {args.out}: {len(bundle.entries)} entries at tree size {bundle.tree_size}")
+    return EXIT_OK
+
+
+def cmd_verify_bundle(args: argparse.Namespace) -> int:
+    # Only the standalone verifier: this command must work with no database at all.
+    from ledger.bundle import verify_bundle
+    from ledger.log.verify import parse_verifier_key
+
+    if args.log_key is not None:
+        try:
+            parse_verifier_key(args.log_key)
+        except VerificationError as e:
+            raise UsageError(f"--log-key: {e}") from None
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{args.file}: cannot read: {e.strerror}") from None
+    verdict = verify_bundle(data, log_key=args.log_key)
+    if verdict.ok:
+        print(verdict.summary())
+        return EXIT_OK
+    for failure in verdict.failures:
+        print(failure)
     return EXIT_VERIFY
 
 
