@@ -594,6 +594,12 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
     verdict = verify_bundle(data, log_key=args.log_key)
     if verdict.ok:
         print(verdict.summary())
+        if args.log_key is None:
+            # The bundle carries its own log key: a forger can swap both it and the checkpoint.
+            log_key = json.loads(data)["log_key"]
+            print(f"qledger: note: verified against the log key the bundle names ({log_key}); "
+                  "compare it with the ledger's published key, or pin it with --log-key",
+                  file=sys.stderr)
         return EXIT_OK
     for failure in verdict.failures:
         print(failure)
