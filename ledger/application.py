@@ -216,15 +216,15 @@ class Ledger(Application[UUID]):
         )
         out: dict[str, KeyHistory] = {}
         for s in stored:
-            event = self.mapper.to_domain_event(s)
+            # The events' fields are those of the decorated methods: untyped to mypy.
+            event: Any = self.mapper.to_domain_event(s)
             keyid = ids[s.originator_id]
             if isinstance(event, Key.Registered):
-                out[keyid] = KeyHistory(keyid, event.org, event.public_key,  # type: ignore[attr-defined]
-                                        event.entry, ())  # type: ignore[attr-defined]
+                out[keyid] = KeyHistory(keyid, event.org, event.public_key, event.entry, ())
             elif isinstance(event, Key.Revoked) and keyid in out:
                 h = out[keyid]
                 out[keyid] = KeyHistory(h.keyid, h.org, h.public_key, h.registered_entry,
-                                        (*h.revoked_entries, event.entry))  # type: ignore[attr-defined]
+                                        (*h.revoked_entries, event.entry))
         return out
 
     def statement_at(self, index: int) -> Statement:

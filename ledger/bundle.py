@@ -162,7 +162,8 @@ def _load(data: bytes) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UnreadableBundle(f"the bundle is not UTF-8: invalid byte at offset {e.start}") from None
+        raise UnreadableBundle(
+            f"the bundle is not UTF-8: invalid byte at offset {e.start}") from None
     try:
         bundle = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as e:

@@ -124,7 +124,8 @@ def test_generated_at_is_checked_only_for_form_and_against_the_newest_entry(
     assert failures(canonical_bytes(bundle)) == [
         "generated_at 2020-01-01T00:00:00.000Z is before the newest entry's recorded_at"]
     bundle["generated_at"] = "yesterday"
-    assert failures(canonical_bytes(bundle)) == ["generated_at 'yesterday' is not an RFC 3339 UTC time"]
+    assert failures(canonical_bytes(bundle)) == [
+        "generated_at 'yesterday' is not an RFC 3339 UTC time"]
 
 
 def test_a_pretty_printed_bundle_is_not_the_bundle(evidence: Evidence) -> None:
@@ -176,7 +177,8 @@ def test_an_inclusion_proof_against_another_checkpoint_fails(evidence: Evidence)
     bundle = evidence.bundle()
     bundle["entries"][5]["inclusion"] = later["entries"][5]["inclusion"]
     found = failures(canonical_bytes(bundle))
-    assert len(found) == 1 and found[0].startswith(f"entry {bundle['entries'][5]['index']}: not proven")
+    index = bundle["entries"][5]["index"]
+    assert len(found) == 1 and found[0].startswith(f"entry {index}: not proven")
 
 
 def test_a_checkpoint_signed_by_another_key_fails(evidence: Evidence) -> None:
@@ -295,7 +297,8 @@ def test_verify_bundle_exit_statuses(evidence: Evidence, tmp_path: Path) -> None
     (tmp_path / "notes.txt").write_text("not a bundle\n")
     done = _cli("verify-bundle", "notes.txt", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.startswith("qledger: the bundle is not JSON") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("qledger: the bundle is not JSON")
+    assert done.stderr.count("\n") == 1
 
     done = _cli("verify-bundle", "missing.json", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.application import KeyHistory, StoredEntry
 from ledger.envelope import Envelope
@@ -59,7 +60,10 @@ _WITHDRAWABLE = ("recall.issued", "credit.adjusted", "award.granted")
 # `"keyid":"…"` is a signature's: a pattern finds them without parsing the JSON.
 _KEYID = re.compile(r'"keyid":"([0-9a-f]{64})"')
 
-_CHUNK = 5000  # values per IN-list query, well inside SQLite's parameter limit
+_CHUNK = 5000  # values per VALUES-list query, well inside SQLite's parameter limit
+# Joins with a VALUES list are written `FROM list CROSS JOIN table WHERE …`: SQLite then
+# looks each value up in the table's index instead of choosing to scan the table, and
+# PostgreSQL reads it as the plain join it is.
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +126,11 @@ def _content(tx: Tx, roots: str, params: Sequence[str], parties: set[str]) -> Co
     found: set[int] = set()
     orgs = set(parties)
     for r in tx.rows(reach + "SELECT b.entry, b.producer FROM reach r "
-                     "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot", params):
+                     "CROSS JOIN v_batches b WHERE b.gtin = r.gtin AND b.lot = r.lot", params):
         found.add(r["entry"])
         orgs.add(r["producer"])
     for r in tx.rows(reach + "SELECT s.entry, s.received_entry, s.sender, s.receiver "
-                     "FROM reach r JOIN v_shipments s ON s.gtin = r.gtin AND s.lot = r.lot",
+                     "FROM reach r CROSS JOIN v_shipments s WHERE s.gtin = r.gtin AND s.lot = r.lot",
                      params):
         found.add(r["entry"])
         if r["received_entry"] is not None:
@@ -135,17 +139,19 @@ def _content(tx: Tx, roots: str, params: Sequence[str], parties: set[str]) -> Co
     batches = {(r["gtin"], r["lot"]) for r in tx.rows(reach + "SELECT gtin, lot FROM reach",
                                                         params)}
     found.update(r["entry"] for r in tx.rows(
-        reach + "SELECT c.entry FROM reach r JOIN v_checks c ON c.gtin = r.gtin AND c.lot = r.lot "
-        "UNION SELECT x.entry FROM reach r JOIN v_recalls x ON x.gtin = r.gtin AND x.lot = r.lot",
+        reach + "SELECT c.entry FROM reach r CROSS JOIN v_checks c "
+        "WHERE c.gtin = r.gtin AND c.lot = r.lot "
+        "UNION SELECT x.entry FROM reach r CROSS JOIN v_recalls x "
+        "WHERE x.gtin = r.gtin AND x.lot = r.lot",
         params))
     for part in _chunks(sorted(orgs)):
         values = _values(part)
         found.update(r["entry"] for r in tx.rows(
             f"WITH o(org) AS (VALUES {values}) "
-            "SELECT l.entry FROM o JOIN v_credit_lines l ON l.org = o.org "
-            "WHERE l.rule = 'credit.adjusted' "
-            "UNION SELECT a.entry FROM o JOIN v_awards a ON a.org = o.org "
-            "UNION SELECT b.entry FROM o JOIN v_blacklist b ON b.org = o.org",
+            "SELECT l.entry FROM o CROSS JOIN v_credit_lines l "
+            "WHERE l.org = o.org AND l.rule = 'credit.adjusted' "
+            "UNION SELECT a.entry FROM o CROSS JOIN v_awards a WHERE a.org = o.org "
+            "UNION SELECT b.entry FROM o CROSS JOIN v_blacklist b WHERE b.org = o.org",
             part))
     return Content(found, batches, orgs, _withdrawn(tx))
 
@@ -161,7 +167,7 @@ def _withdrawn(tx: Tx) -> list[int]:
 def _named(views: Views, candidates: list[int], batches: set[tuple[str, str]],
            orgs: set[str]) -> set[int]:
     """The candidates whose statement names one of the batches or organizations."""
-    out = set()
+    out: set[int] = set()
     for entry in views.ledger.entries_at(candidates) if candidates else []:
         s = _statement(entry)
         if s is None:
@@ -188,7 +194,8 @@ def _close(views: Views, selected: set[int], read: dict[int, StoredEntry]) -> Se
         keyids = {k for i in new if i in entries for k in _KEYID.findall(entries[i].text)}
         found = ledger.key_history(keyids - keys.keys())
         keys.update(found)
-        registrations = {i for h in found.values() for i in (h.registered_entry, *h.revoked_entries)}
+        registrations = {
+            i for h in found.values() for i in (h.registered_entry, *h.revoked_entries)}
         with views.reading() as tx:
             registrations |= _org_entries(tx, {h.org for h in found.values()})
         new = registrations - selected
@@ -205,7 +212,8 @@ def _corrections(tx: Tx, indexes: set[int]) -> set[int]:
         for part in _chunks(frontier):
             found.update(r["correcting"] for r in tx.rows(
                 f"WITH t(entry) AS (VALUES {_values(part)}) "
-                "SELECT c.correcting FROM t JOIN v_corrections c ON c.corrected = t.entry", part))
+                "SELECT c.correcting FROM t CROSS JOIN v_corrections c "
+                "WHERE c.corrected = t.entry", part))
         frontier = sorted(found - out - indexes)
         out |= found
     return out
@@ -216,7 +224,7 @@ def _org_entries(tx: Tx, orgs: set[str]) -> set[int]:
     for part in _chunks(sorted(orgs)):
         out.update(r["entry"] for r in tx.rows(
             f"WITH o(org) AS (VALUES {_values(part)}) "
-            "SELECT g.entry FROM o JOIN v_organizations g ON g.uscc = o.org", part))
+            "SELECT g.entry FROM o CROSS JOIN v_organizations g WHERE g.uscc = o.org", part))
     return out
 
 
@@ -235,10 +243,10 @@ def _refs(s: Statement) -> list[int]:
     return list(version.body.get("refs", []))
 
 
-def _chunks(values: Sequence[object]) -> Iterable[list]:  # type: ignore[type-arg]
+def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield list(values[start : start + _CHUNK])
 
 
-def _values(part: Sequence[object]) -> str:
+def _values(part: Sequence[Any]) -> str:
     return ",".join("(?)" for _ in part)

@@ -74,5 +74,6 @@ def case_bundle(case_id: str, views: ViewsDep) -> Response:
     JSON (pretty-printing it) makes the bundle fail verification."""
     data = bundle.case_bundle(views, case_id).to_bytes()
     name = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)[:100]
+    disposition = f'attachment; filename="case-{name}.bundle.json"'
     return Response(data, media_type="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="case-{name}.bundle.json"'})
+                    headers={"Content-Disposition": disposition})

@@ -31,7 +31,8 @@ CASE_ID = "BENCH-CASE-1"
 
 def _paths(ledger_path: Path) -> tuple[Path, Path]:
     """The root regulator's key and the log key, kept beside the ledger to add a case later."""
-    return ledger_path.with_name(ledger_path.name + ".root-key.pem"), ledger_path.parent / "log-key.pem"
+    return (ledger_path.with_name(ledger_path.name + ".root-key.pem"),
+            ledger_path.with_name(ledger_path.name + ".log-key.pem"))
 
 
 def prepare(ledger_path: Path, entries: int, orgs: int, seed: int) -> dict[str, Any]:
@@ -102,8 +103,8 @@ def run(ledger_path: Path, entries: int, orgs: int, seed: int, target: int) -> d
     from traceability.evidence import case_entries
 
     out: dict[str, Any] = prepare(ledger_path, entries, orgs, seed)
-    root_key_path, _ = _paths(ledger_path)
-    ledger = Ledger(str(ledger_path))
+    root_key_path, log_key_path = _paths(ledger_path)
+    ledger = Ledger(str(ledger_path), log_key=keys.load_private_key(log_key_path))
     views = Views.open(ledger)
     open_case(ledger, views, root_key_path, target)
     out["ledger_entries"] = ledger.size()
