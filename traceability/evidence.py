@@ -58,7 +58,7 @@ _WITHDRAWABLE = ("recall.issued", "credit.adjusted", "award.granted")
 
 # Signatures sit outside the (base64) payload, so in an entry's JCS text every
 # `"keyid":"…"` is a signature's: a pattern finds them without parsing the JSON.
-_KEYID = re.compile(r'"keyid":"([0-9a-f]{64})"')
+KEYID_PATTERN = _KEYID = re.compile(r'"keyid":"([0-9a-f]{64})"')
 
 _CHUNK = 5000  # values per VALUES-list query, well inside SQLite's parameter limit
 # Joins with a VALUES list are written `FROM list CROSS JOIN table WHERE …`: SQLite then
