@@ -60,6 +60,8 @@ _ITEM_FIELDS = frozenset({"index", "entry", "inclusion"})
 _ENTRY_FIELDS = frozenset({"envelope", "recorded_at"})
 _SIGNER_FIELDS = frozenset({"org", "public_key", "registered_by_entry"})
 _HEX_HASH = re.compile("[0-9a-f]{64}")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                            allow_nan=False)
 
 
 class UnreadableBundle(LedgerError):
@@ -247,11 +249,18 @@ def _check_inclusion(where: str, index: int, entry: dict[str, Any], inclusion: A
         fail(f"{where}: inclusion must be a list of 64-digit lowercase hex hashes")
         return
     try:
-        leaf = leaf_hash(canonical_bytes(entry))
+        leaf = leaf_hash(_entry_bytes(entry))
         verify_inclusion(index, checkpoint.size, leaf, [bytes.fromhex(h) for h in inclusion],
                          checkpoint.root_hash)
     except (LedgerError, ValueError, TypeError) as e:
         fail(f"{where}: not proven in the checkpoint's tree of {checkpoint.size}: {e}")
+
+
+def _entry_bytes(entry: dict[str, Any]) -> bytes:
+    """JCS of an entry, by Python's encoder with JCS's settings (ledger.canonical's fast path)
+    and no second check: where the two could differ (floats, exotic keys) the entry is not
+    one the ledger records, so its proof fails either way. Ten thousand checks saved."""
+    return _ENCODER.encode(entry).encode("utf-8")
 
 
 # ---- the chain of trust -------------------------------------------------------------------
