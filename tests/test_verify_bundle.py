@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import client, keys
+from ledger import keys
 from ledger.application import entry_bytes, format_recorded_at
 from ledger.bundle import UnreadableBundle, verify_bundle
 from ledger.canonical import canonical_bytes
