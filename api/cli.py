@@ -561,12 +561,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     from traceability.bundle import batch_bundle, case_bundle
+    from traceability.views import Views
 
-    with _views(args) as views:
-        bundle = (case_bundle(views, args.case) if args.case is not None
-                  else batch_bundle(views, *args.batch))
-        data = bundle.to_bytes()
-        views.ledger.close()
+    ledger = _open_ledger(args)
+    try:
+        with Views.open(ledger) as views:
+            bundle = (case_bundle(views, args.case) if args.case is not None
+                      else batch_bundle(views, *args.batch))
+            data = bundle.to_bytes()
+    finally:
+        ledger.close()
     temporary = args.out.with_name(args.out.name + ".tmp")
     try:
         temporary.write_bytes(data)

@@ -168,21 +168,22 @@ def test_the_bundle_over_http_is_the_one_the_cli_writes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ledger, views = shop
-    client = TestClient(create_app(ledger))
-    answer = client.get(f"/v1/cases/{CASE}/bundle")
-    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
-    assert verify_bundle(answer.content).failures == []
-    served = json.loads(answer.content)
-    assert [e["index"] for e in served["entries"]] == case_entries(views, CASE)
+    # In a with block, the app's shutdown closes its views' connections.
+    with TestClient(create_app(ledger)) as client:
+        answer = client.get(f"/v1/cases/{CASE}/bundle")
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        assert verify_bundle(answer.content).failures == []
+        served = json.loads(answer.content)
+        assert [e["index"] for e in served["entries"]] == case_entries(views, CASE)
 
-    record = client.get(f"/v1/cases/{CASE}").json()
-    assert (record["status"], record["finding"], record["respondent"]) == (
-        "resolved", "substantiated", demo.BAKERY)
+        record = client.get(f"/v1/cases/{CASE}").json()
+        assert (record["status"], record["finding"], record["respondent"]) == (
+            "resolved", "substantiated", demo.BAKERY)
 
-    missing = client.get("/v1/cases/FJ-12315-2026-0999/bundle")
-    assert missing.status_code == 404
-    assert missing.headers["content-type"] == "application/problem+json"
-    assert client.get("/v1/cases/FJ-12315-2026-0999").status_code == 404
+        missing = client.get("/v1/cases/FJ-12315-2026-0999/bundle")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert client.get("/v1/cases/FJ-12315-2026-0999").status_code == 404
 
     monkeypatch.setenv("QLEDGER_LOG_KEY", str(tmp_path / "log.pem"))
     out = tmp_path / "case.bundle.json"

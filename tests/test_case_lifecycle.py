@@ -63,30 +63,30 @@ def assert_the_finding_costs_the_bakery(explain: list[dict[str, Any]], resolved:
 def test_a_complaint_over_http_from_opening_to_a_substantiated_finding(db_url: str) -> None:
     world = World(db_url)
     report = setting(world)
-    client = TestClient(create_app(world.ledger))
-    indexes = []
-    for envelope in the_case(world, "C-HTTP-1", report):
-        answer = client.post("/v1/entries", content=json.dumps(envelope),
-                             headers={"Content-Type": "application/json"})
-        assert answer.status_code == 201, answer.text
-        indexes.append(answer.json()["index"])
-    opened, evidence, resolved = indexes
+    with TestClient(create_app(world.ledger)) as client:  # closes the app's views after
+        indexes = []
+        for envelope in the_case(world, "C-HTTP-1", report):
+            answer = client.post("/v1/entries", content=json.dumps(envelope),
+                                 headers={"Content-Type": "application/json"})
+            assert answer.status_code == 201, answer.text
+            indexes.append(answer.json()["index"])
+        opened, evidence, resolved = indexes
 
-    record = client.get("/v1/cases/C-HTTP-1").json()
-    assert (record["status"], record["finding"]) == ("resolved", "substantiated")
-    assert (record["opened_entry"], record["resolved_entry"]) == (opened, resolved)
-    assert [(s["entry"], s["type"]) for s in record["statements"]] == [
-        (opened, "case.opened"), (evidence, "case.evidence"), (resolved, "case.resolved")]
+        record = client.get("/v1/cases/C-HTTP-1").json()
+        assert (record["status"], record["finding"]) == ("resolved", "substantiated")
+        assert (record["opened_entry"], record["resolved_entry"]) == (opened, resolved)
+        assert [(s["entry"], s["type"]) for s in record["statements"]] == [
+            (opened, "case.opened"), (evidence, "case.evidence"), (resolved, "case.resolved")]
 
-    credit = client.get(f"/v1/orgs/{BAKERY}").json()["credit"]
-    assert (credit["score"], credit["grade"]) == (95, "A")
-    assert_the_finding_costs_the_bakery(credit["explain"], resolved, "C-HTTP-1")
-    # The complainant and the lab lose nothing.
-    assert client.get(f"/v1/orgs/{SHOP}").json()["credit"]["score"] == 100
-    # A closed case takes no more evidence.
-    late = world.envelope("case.evidence", LAB, case="C-HTTP-1", refs=[], note="补充")
-    assert client.post("/v1/entries", content=json.dumps(late),
-                       headers={"Content-Type": "application/json"}).status_code == 422
+        credit = client.get(f"/v1/orgs/{BAKERY}").json()["credit"]
+        assert (credit["score"], credit["grade"]) == (95, "A")
+        assert_the_finding_costs_the_bakery(credit["explain"], resolved, "C-HTTP-1")
+        # The complainant and the lab lose nothing.
+        assert client.get(f"/v1/orgs/{SHOP}").json()["credit"]["score"] == 100
+        # A closed case takes no more evidence.
+        late = world.envelope("case.evidence", LAB, case="C-HTTP-1", refs=[], note="补充")
+        assert client.post("/v1/entries", content=json.dumps(late),
+                           headers={"Content-Type": "application/json"}).status_code == 422
     world.ledger.close()
 
 
