@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
-from api.routes import casepages, entries, health, log, pages, read
+from api.routes import casepages, cases, entries, health, log, pages, read
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
-ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router)
+ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router,
+           cases.router)
 # Pages for people (HTML); the scan page itself is the Digital Link route in `read`.
 PAGE_ROUTERS = (pages.router,)
 

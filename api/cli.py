@@ -140,6 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="language of the summaries and the picture's labels (default zh)")
     p.set_defaults(run=cmd_case)
 
+    p = commands.add_parser("bundle", parents=[db],
+                            help="write the evidence bundle of a case or a batch (DISPUTES.md)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--case", metavar="ID", help="a dispute case's id")
+    what.add_argument("--batch", nargs=2, metavar=("GTIN", "LOT"), help="one batch")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the bundle file to write")
+    p.set_defaults(run=cmd_bundle)
+
+    p = commands.add_parser("verify-bundle",
+                            help="verify an evidence bundle offline: no database, no network")
+    p.add_argument("file", help="the bundle, or - for standard input")
+    p.add_argument("--log-key", metavar="KEYSTRING",
+                   help="the log's verifier key as you hold it: the bundle must be of that log")
+    p.set_defaults(run=cmd_verify_bundle)
+
     return parser
 
 
@@ -581,6 +596,58 @@ def cmd_case(args: argparse.Namespace) -> int:
     print(f"case {case.case}: {case.status}" + (f", {case.finding}" if case.finding else "")
           + (f"; {len(rows)} entries" if rows else ""))
     return EXIT_OK
+
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from traceability.bundle import batch_bundle, case_bundle
+    from traceability.views import Views
+
+    ledger = _open_ledger(args)
+    try:
+        with Views.open(ledger) as views:
+            bundle = (case_bundle(views, args.case) if args.case is not None
+                      else batch_bundle(views, *args.batch))
+            data = bundle.to_bytes()
+    finally:
+        ledger.close()
+    temporary = args.out.with_name(args.out.name + ".tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, args.out)
+    except OSError as e:
+        raise UsageError(f"{args.out}: cannot write: {e.strerror}") from None
+    print(f"wrote {args.out}: {len(bundle.entries)} entries at tree size {bundle.tree_size}")
+    return EXIT_OK
+
+
+def cmd_verify_bundle(args: argparse.Namespace) -> int:
+    # Only the standalone verifier: this command must work with no database at all.
+    from ledger.bundle import verify_bundle
+    from ledger.log.verify import parse_verifier_key
+
+    if args.log_key is not None:
+        try:
+            parse_verifier_key(args.log_key)
+        except VerificationError as e:
+            raise UsageError(f"--log-key: {e}") from None
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{args.file}: cannot read: {e.strerror}") from None
+    verdict = verify_bundle(data, log_key=args.log_key)
+    if verdict.ok:
+        print(verdict.summary())
+        if args.log_key is None:
+            # The bundle carries its own log key: a forger can swap both it and the checkpoint.
+            log_key = json.loads(data)["log_key"]
+            print(f"qledger: note: verified against the log key the bundle names ({log_key}); "
+                  "compare it with the ledger's published key, or pin it with --log-key",
+                  file=sys.stderr)
+        return EXIT_OK
+    for failure in verdict.failures:
+        print(failure)
+    return EXIT_VERIFY
 
 
 if __name__ == "__main__":

@@ -103,6 +103,17 @@ class StoredEntry:
         return entry
 
 
+@dataclass(frozen=True, slots=True)
+class KeyHistory:
+    """A registered key: its organization and the entries that registered and revoked it."""
+
+    keyid: str
+    org: str
+    public_key: str  # base64, as registered
+    registered_entry: int
+    revoked_entries: tuple[int, ...]
+
+
 class Ledger(Application[UUID]):
     name = "qledger"
     env = {
@@ -186,6 +197,36 @@ class Ledger(Application[UUID]):
             for e in self._appended(start, stop)
         ]
 
+    def entries_at(self, indexes: Iterable[int]) -> list[StoredEntry]:
+        """The entries at the given indexes, in index order (missing ones left out):
+        scattered entries of a large log in a few queries, for evidence bundles."""
+        versions = sorted({i + 1 for i in indexes if i >= 0})
+        stored = self.recorder.select_versions(LOG_ID, versions)  # type: ignore[attr-defined]
+        return [
+            StoredEntry(e.index, e.entry, bytes.fromhex(e.leaf_hash))
+            for e in (self.mapper.to_domain_event(s) for s in stored)
+        ]
+
+    def key_history(self, keyids: Iterable[str]) -> dict[str, KeyHistory]:
+        """Where each registered key among `keyids` was registered and revoked, in one
+        query; keys never registered are left out."""
+        ids = {Key.create_id(k): k for k in set(keyids)}
+        stored = self.recorder.select_events_after(  # type: ignore[attr-defined]
+            [(uid, 0) for uid in ids]
+        )
+        out: dict[str, KeyHistory] = {}
+        for s in stored:
+            # The events' fields are those of the decorated methods: untyped to mypy.
+            event: Any = self.mapper.to_domain_event(s)
+            keyid = ids[s.originator_id]
+            if isinstance(event, Key.Registered):
+                out[keyid] = KeyHistory(keyid, event.org, event.public_key, event.entry, ())
+            elif isinstance(event, Key.Revoked) and keyid in out:
+                h = out[keyid]
+                out[keyid] = KeyHistory(h.keyid, h.org, h.public_key, h.registered_entry,
+                                        (*h.revoked_entries, event.entry))
+        return out
+
     def statement_at(self, index: int) -> Statement:
         stored = self.entry(index)
         envelope = Envelope.from_json(stored.to_json()["envelope"])
@@ -255,6 +296,14 @@ class Ledger(Application[UUID]):
         if not 0 <= index < size:
             raise InvalidRequest(f"index {index} is not below tree size {size}")
         return tree.inclusion_proof(index, size, self.recorder)  # type: ignore[arg-type]
+
+    def inclusion_proofs(self, indexes: Sequence[int], size: int) -> dict[int, list[bytes]]:
+        """inclusion_proof for many entries of the tree of `size` entries, in a few reads."""
+        self._check_size(size)
+        for index in indexes:
+            if not 0 <= index < size:
+                raise InvalidRequest(f"index {index} is not below tree size {size}")
+        return tree.inclusion_proofs(indexes, size, self.recorder)  # type: ignore[arg-type]
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """RFC 9162 §2.1.4 proof that the tree of `first` entries is a prefix of `second`."""

@@ -122,6 +122,56 @@ def inclusion_proof(index: int, size: int, reader: NodeReader) -> list[bytes]:
     return _range_hashes(siblings, reader)
 
 
+def inclusion_proofs(
+    indexes: Sequence[int], size: int, reader: NodeReader, chunk: int = 10_000
+) -> dict[int, list[bytes]]:
+    """inclusion_proof for many leaves of one tree, reading each needed node once.
+
+    Precondition: 0 <= index < size for every index (ValueError otherwise). Proofs of
+    nearby leaves share most of their upper siblings, so the nodes are gathered, deduplicated
+    and read in batches of at most `chunk` coordinates: an evidence bundle of ten thousand
+    entries costs a few queries, not ten thousand.
+    """
+    paths: dict[int, list[Coord]] = {}  # (-1, lo) stands for the right-edge sibling [lo, size)
+    edges: dict[int, list[Coord]] = {}  # right-edge siblings [lo, size), by lo
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"need 0 <= index < size, got index {index}, size {size}")
+        # The walk of inclusion_proof. A sibling left of the path, or right of it below
+        # the right edge, is one perfect subtree; only a sibling that ends at `size` is
+        # folded from several, and there are at most log2(size) of those in all.
+        siblings: list[Coord] = []
+        lo, hi = 0, size
+        while hi - lo > 1:
+            k = 1 << ((hi - lo - 1).bit_length() - 1)  # _split, inlined: the hot loop
+            if index < lo + k:
+                if hi == size and (hi - lo - k) & (hi - lo - k - 1):
+                    siblings.append((-1, lo + k))
+                    if lo + k not in edges:
+                        edges[lo + k] = perfect_subtrees(lo + k, size)
+                else:
+                    level = (hi - lo - k).bit_length() - 1
+                    siblings.append((level, (lo + k) >> level))
+                hi = lo + k
+            else:
+                level = k.bit_length() - 1
+                siblings.append((level, lo >> level))
+                lo += k
+        siblings.reverse()
+        paths[index] = siblings
+    coords = {c for path in paths.values() for c in path if c[0] >= 0}
+    coords.update(c for plan in edges.values() for c in plan)
+    wanted = sorted(coords)
+    found: dict[Coord, bytes] = {}
+    for start in range(0, len(wanted), chunk):
+        found.update(_read(reader, wanted[start : start + chunk]))
+    folded = {lo: _fold([found[c] for c in plan]) for lo, plan in edges.items()}
+    return {
+        index: [found[c] if c[0] >= 0 else folded[c[1]] for c in path]
+        for index, path in paths.items()
+    }
+
+
 def consistency_proof(first: int, second: int, reader: NodeReader) -> list[bytes]:
     """RFC 9162 §2.1.4.1 PROOF(first, D[second]); one get_nodes call (none when first == second).
 
