@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
-from api.routes import entries, feed, health, log, read, resolver
+from api.routes import entries, feed, health, labels, log, read, resolver
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
-ROUTERS = (entries.router, feed.router, log.router, read.router, resolver.router, health.router,
+ROUTERS = (entries.router, feed.router, log.router, read.router, resolver.router, labels.router, health.router,
            metrics.router)
 
 DESCRIPTION = """\
