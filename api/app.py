@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -59,4 +60,27 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
         app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
     for router in ROUTERS:
         app.include_router(router)
+    _document_any_problem(app)
     return app
+
+
+def _document_any_problem(app: FastAPI) -> None:
+    """Every route may answer with a problem its own documentation does not list (429 on
+    the public routes, 503 when the database is down, 400 for a bad parameter): say so
+    with an OpenAPI `default` answer, so that clients and schemathesis know its shape."""
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = documented()
+        if first:
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.setdefault("responses", {}).setdefault("default", {
+                        "description": "A problem (RFC 9457)",
+                        "content": {problems.MEDIA_TYPE: {
+                            "schema": {"$ref": "#/components/schemas/Problem"}}},
+                    })
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from scripts.benchmarks import ingest, log, trace
+from scripts.benchmarks import http, ingest, log, trace
 
-BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main}
+BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main, "http": http.main}
 
 
 def main(argv: list[str]) -> int:
