@@ -1,6 +1,7 @@
 """The read side over HTTP (PROTOCOL.md §5): trace graph, organization credit, blacklist,
-QR codes (the Digital Link resolver is api/routes/resolver.py). Every read first catches the views up with the log,
-so a reader sees what any worker has committed (read-your-writes across processes)."""
+QR codes (the Digital Link resolver is api/routes/resolver.py). Every read first catches
+the views up with the log, so a reader sees what any worker has committed
+(read-your-writes across processes)."""
 
 from __future__ import annotations
 
