@@ -52,6 +52,9 @@ def served(db_url: str) -> Iterator[Served]:
     yield Served(f"http://127.0.0.1:{port}", world, app)
     server.should_exit = True
     thread.join(BOUND)
+    app.state.views.close()
+    app.state.ledger.close()
+    world.ledger.close()
 
 
 def events(response: httpx.Response) -> Iterator[dict[str, Any]]:

@@ -3,6 +3,7 @@ serialised loaf, short GTINs, bad codes, and the link set a machine asks for."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,11 +26,13 @@ Shop = tuple[TestClient, demo.Demo]
 
 
 @pytest.fixture
-def shop(tmp_path: Path, db_url: str) -> Shop:
+def shop(tmp_path: Path, db_url: str) -> Iterator[Shop]:
     built = demo.build(db_url, tmp_path / "log.pem", tmp_path / "root.pem")
     ledger = Ledger(db_url, log_key=keys.load_private_key(tmp_path / "log.pem"))
     settings = Settings(db=db_url, resolver=RESOLVER, read_rate_per_minute=0)
-    return TestClient(create_app(ledger, settings)), built
+    with TestClient(create_app(ledger, settings)) as client:  # closes the views after
+        yield client, built
+    ledger.close()
 
 
 def test_the_product_lists_its_lots_each_linking_to_its_scan_page(shop: Shop) -> None:
