@@ -102,11 +102,14 @@ def prepare_ledger(data: Path, entries: int, orgs: int, seed: int) -> dict[str, 
     data.mkdir(parents=True, exist_ok=True)
     db = data / "ledger.db"
     out: dict[str, Any] = {}
-    if not (db.exists() and (data / "root-key.pem").exists()):
-        for leftover in data.glob("ledger.db*"):
-            leftover.unlink()
+    if not (db.exists() and (data / "complete").exists()):
+        for leftover in [*data.glob("ledger.db*"), *data.glob("*.pem"), data / "root-org.txt"]:
+            leftover.unlink(missing_ok=True)
         began = time.perf_counter()
         nation = Nation(seed, orgs)
+        keys.write_private_key(data / "log-key.pem", nation.log_key)
+        keys.write_private_key(data / "root-key.pem", nation.keys[nation.root])
+        (data / "root-org.txt").write_text(nation.root)
         ledger = nation.create(str(db))
         stream = nation.chains()
         chunk: list[dict[str, Any]] = []
@@ -117,10 +120,8 @@ def prepare_ledger(data: Path, entries: int, orgs: int, seed: int) -> dict[str, 
                 chunk = []
         if chunk:
             ledger.append(chunk)
-        keys.write_private_key(data / "log-key.pem", nation.log_key)
-        keys.write_private_key(data / "root-key.pem", nation.keys[nation.root])
-        (data / "root-org.txt").write_text(nation.root)
         ledger.close()
+        (data / "complete").write_text(f"{entries} entries, seed {seed}, {orgs} organizations\n")
         out["generated_s"] = round(time.perf_counter() - began, 1)
     ledger = Ledger(str(db), log_key=keys.load_private_key(data / "log-key.pem"))
     began = time.perf_counter()
