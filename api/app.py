@@ -7,19 +7,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
-from api.routes import casepages, cases, entries, health, log, pages, read
+from api.routes import casepages, cases, entries, feed, health, labels, log, pages, read, resolver
 from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
-ROUTERS = (entries.router, log.router, read.router, health.router, metrics.router,
-           cases.router)
-# Pages for people (HTML); the scan page itself is the Digital Link route in `read`.
+ROUTERS = (entries.router, feed.router, log.router, read.router, resolver.router, labels.router,
+           health.router, metrics.router, cases.router)
+# Pages for people (HTML); the scan page itself is the Digital Link route in `resolver`.
 PAGE_ROUTERS = (pages.router,)
 
 DESCRIPTION = """\
@@ -66,4 +67,27 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
         app.include_router(router)
     # Dispute cases: the case page and its spreadsheet and picture downloads.
     app.include_router(casepages.router)
+    _document_any_problem(app)
     return app
+
+
+def _document_any_problem(app: FastAPI) -> None:
+    """Every route may answer with a problem its own documentation does not list (429 on
+    the public routes, 503 when the database is down, 400 for a bad parameter): say so
+    with an OpenAPI `default` answer, so that clients and schemathesis know its shape."""
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = documented()
+        if first:
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.setdefault("responses", {}).setdefault("default", {
+                        "description": "A problem (RFC 9457)",
+                        "content": {problems.MEDIA_TYPE: {
+                            "schema": {"$ref": "#/components/schemas/Problem"}}},
+                    })
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

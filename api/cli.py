@@ -116,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scheme and host of the resolver (default $QLEDGER_RESOLVER)")
     p.set_defaults(run=cmd_qr)
 
+    p = commands.add_parser("labels", parents=[db], help="an A4 label sheet for a production run")
+    p.add_argument("gtin")
+    p.add_argument("lot")
+    p.add_argument("--count", type=int, default=24, help="how many labels (at most 1,000)")
+    p.add_argument("--serial-from", help="first serial (digits): one label per item, counting up")
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="FILE.pdf (any number of pages) or FILE.svg (one page, at most 24)")
+    p.add_argument("--resolver", default=os.environ.get("QLEDGER_RESOLVER", "https://id.qledger.example"),
+                   help="scheme and host of the resolver (default $QLEDGER_RESOLVER)")
+    p.set_defaults(run=cmd_labels)
+
     p = commands.add_parser("rebuild", parents=[db], help="drop and rebuild every view")
     p.set_defaults(run=cmd_rebuild)
 
@@ -521,6 +532,25 @@ def cmd_qr(args: argparse.Namespace) -> int:
     uri = qr.digital_link(args.resolver, args.gtin, args.lot)
     args.out.write_bytes(qr.qr_png(uri) if suffix == ".png" else qr.qr_svg(uri))
     print(uri)
+    return EXIT_OK
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    from ledger.identifiers import normalize_gtin, validate_lot
+    from traceability import labels
+    from traceability.scan import scan
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".pdf", ".svg"):
+        raise UsageError("-o must name a .pdf or .svg file")
+    gtin, lot = normalize_gtin(args.gtin), validate_lot(args.lot)
+    with _views(args) as views:
+        product = scan(views, gtin, lot).batch.product
+    sheet = labels.run_labels(args.resolver, gtin, lot, product, args.count, args.serial_from)
+    data = labels.sheet_pdf(sheet) if suffix == ".pdf" else labels.sheet_svg(sheet)
+    args.out.write_bytes(data)
+    print(f"{len(sheet)} labels for {sheet[0].uri if not args.serial_from else gtin + '/' + lot}"
+          f" in {args.out}")
     return EXIT_OK
 
 

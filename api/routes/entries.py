@@ -1,4 +1,5 @@
-"""Log entries over HTTP (PROTOCOL.md §5): submit envelopes, read entries, prove them, follow.
+"""Log entries over HTTP (PROTOCOL.md §5): submit envelopes, read entries, prove them
+(following the log is api/routes/feed.py).
 
 Routes are plain `def`: the ledger is synchronous, so FastAPI runs them in its threadpool.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from api import problems
 from api.body import split_json_array
@@ -19,7 +20,6 @@ from api.schemas import (
     EntryProofPublic,
     EntryPublic,
     FeedEntryPublic,
-    FeedPublic,
     ReceiptPublic,
 )
 from ledger.application import MAX_BATCH, Ledger
@@ -29,7 +29,6 @@ from ledger.log.checkpoint import parse_checkpoint
 router = APIRouter(prefix="/v1", tags=["entries"])
 
 MAX_INDEX = (1 << 62) - 1  # far beyond any log, and safe for both databases' integers
-MAX_FEED = 1000
 
 Index = Annotated[int, Path(ge=0, le=MAX_INDEX, description="0-based log index")]
 
@@ -171,26 +170,4 @@ def get_entry_proof(index: Index, ledger: LedgerDep) -> EntryProofPublic:
         **FeedEntryPublic.of(stored).model_dump(),
         inclusion=[h.hex() for h in ledger.inclusion_proof(index, size)],
         checkpoint=checkpoint,
-    )
-
-
-@router.get(
-    "/feed",
-    summary="Entries after an index, in order, for systems that follow the ledger",
-    responses=problems.responses(problems.example(
-        "invalid-request", 400, "query parameter limit: Input should be less than or equal to 1000",
-        **{"invalid-params": [{"name": "limit", "in": "query",
-                               "reason": "Input should be less than or equal to 1000"}]})),
-)
-def get_feed(
-    ledger: LedgerDep,
-    after: Annotated[int, Query(ge=-1, le=MAX_INDEX, description="last index already seen")] = -1,
-    limit: Annotated[int, Query(ge=1, le=MAX_FEED, description="most entries to return")] = 100,
-) -> FeedPublic:
-    """Entries with index > `after`, in index order, at most `limit`. `next_after` is the
-    last index returned (`after` itself when there is nothing new): pass it as `after` next."""
-    entries = ledger.entries(after + 1, after + 1 + limit)
-    return FeedPublic(
-        entries=[FeedEntryPublic.of(e) for e in entries],
-        next_after=entries[-1].index if entries else after,
     )

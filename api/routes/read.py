@@ -1,18 +1,18 @@
-"""The read side over HTTP (PROTOCOL.md §5): GS1 Digital Link scan view, trace graph,
-organization credit, blacklist. Every read first catches the views up with the log,
-so a reader sees what any worker has committed (read-your-writes across processes)."""
+"""The read side over HTTP (PROTOCOL.md §5): trace graph, organization credit, blacklist,
+QR codes (the Digital Link resolver is api/routes/resolver.py). Every read first catches
+the views up with the log, so a reader sees what any worker has committed
+(read-your-writes across processes)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import Response
 
-from api.pages import render_scan
 from ledger.errors import InvalidRequest, Rejected
 from ledger.identifiers import normalize_gtin, validate_lot, validate_uscc
-from traceability import blacklist, orgs, qr, scan, trace
+from traceability import blacklist, orgs, qr, trace
 from traceability.views import Views
 
 router = APIRouter(tags=["read"])
@@ -78,30 +78,6 @@ def _lot(value: str) -> str:
         return validate_lot(value)
     except Rejected as e:
         raise InvalidRequest(e.detail) from None
-
-
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
-
-
-@router.get(
-    "/01/{gtin}/10/{lot}",
-    summary="GS1 Digital Link: the scan view of a batch",
-    responses={200: {"content": {"application/json": {"example": SCAN_EXAMPLE},
-                                 "text/html": {"example": "<!doctype html>…"}}},
-               301: {"description": "GTIN-8/12/13 redirected to the GTIN-14 URI"}},
-)
-def scan_batch(gtin: str, lot: str, request: Request, views: ViewsDep) -> Response:
-    """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
-    `Accept: application/json`. A shorter GTIN redirects to the canonical GTIN-14 URI."""
-    canonical = _gtin(gtin)
-    if canonical != gtin:
-        return RedirectResponse(f"/01/{canonical}/10/{lot}", status_code=301)
-    view = scan.scan(views, canonical, _lot(lot)).to_json()
-    if _wants_json(request):
-        return JSONResponse(view)
-    return HTMLResponse(render_scan(view, lang=request.query_params.get("lang", "zh")))
 
 
 @router.get("/v1/batches/{gtin}/{lot}/trace", summary="The trace graph of a batch",

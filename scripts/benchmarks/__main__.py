@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from scripts.benchmarks import bundle, ingest, log, trace
+from scripts.benchmarks import bundle, http, ingest, log, trace
 
-BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main, "bundle": bundle.main}
+BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main, "bundle": bundle.main,
+           "http": http.main}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,169 @@
+"""The GS1 Digital Link resolver (GS1 Digital Link URI syntax; GS1-Conformant Resolver).
+
+`/01/{gtin}` the product and its lots; `/01/{gtin}/10/{lot}` the scan view of a batch;
+`/01/{gtin}/10/{lot}/21/{serial}` one item of a batch (the ledger records batches, so it
+is the batch's scan view, with the serial echoed). Every one of them:
+
+- answers a GTIN-8/12/13 with 301 to the canonical GTIN-14 URI (query string kept), and a
+  bad check digit (or lot, or serial) with a 400 problem;
+- negotiates: HTML for a browser, JSON for `Accept: application/json`, the RFC 9264 link
+  set for `Accept: application/linkset+json` or `?linkType=all`;
+- redirects (307) `?linkType=gs1:pip` (or any link type, by CURIE or full URI) to that
+  link; a link type this URI has none of redirects to the default link, as the resolver
+  standard has resolvers do when the request names nothing better;
+- names its link set in a `Link: <…?linkType=all>; rel="linkset"` header.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from api.pages import render_scan
+from api.product_page import render_product
+from api.routes.read import SCAN_EXAMPLE, ViewsDep, _gtin, _lot
+from traceability import product, qr, scan
+from traceability.linkset import MEDIA_TYPE as LINKSET, LinkSet, batch_links, link_type_name
+from traceability.linkset import product_links
+
+router = APIRouter(tags=["resolver"])
+
+LinkTypeQuery = Annotated[str | None, Query(
+    alias="linkType",
+    description="`all` for the link set; a GS1 link type (`gs1:pip`, `gs1:traceability`, …) "
+                "to be redirected to that link")]
+
+PRODUCT_EXAMPLE = {
+    "gtin": "06920023000105", "product": "全麦吐司 400g", "category": "food",
+    "producers": [{"uscc": "91350102MA2Y00004P", "name": "福州麦香烘焙食品有限公司"}],
+    "lot_count": 1,
+    "lots": [{"lot": "BR20261028-B", "producer": "91350102MA2Y00004P",
+              "produced_at": "2026-10-28T09:00:00Z", "expires_at": "2026-11-04T09:00:00Z",
+              "entry": 33}],
+}
+LINKSET_EXAMPLE = {"linkset": [{
+    "anchor": "https://id.example.cn/01/06920023000105/10/BR20261028-B",
+    "https://gs1.org/voc/defaultLink": [{
+        "href": "https://id.example.cn/01/06920023000105/10/BR20261028-B",
+        "title": "全麦吐司 400g · BR20261028-B", "type": "text/html", "hreflang": ["zh", "en"]}],
+    "https://gs1.org/voc/pip": [{
+        "href": "https://id.example.cn/v1/batches/06920023000105/BR20261028-B",
+        "title": "全麦吐司 400g · BR20261028-B", "type": "application/json"}],
+}]}
+
+
+def _responses(json_example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"content": {"application/json": {"example": json_example},
+                          "text/html": {"example": "<!doctype html>…"},
+                          LINKSET: {"example": LINKSET_EXAMPLE}}},
+        301: {"description": "GTIN-8/12/13: moved to the canonical GTIN-14 URI"},
+        307: {"description": "`?linkType=…`: the link of that type"},
+    }
+
+
+def _base(request: Request) -> str:
+    resolver: str | None = request.app.state.settings.resolver
+    return (resolver or str(request.base_url)).rstrip("/")
+
+
+def _moved(path: str, request: Request) -> RedirectResponse:
+    query = request.url.query
+    return RedirectResponse(path + (f"?{query}" if query else ""), status_code=301)
+
+
+def _wants(request: Request, media_type: str) -> bool:
+    accept = request.headers.get("accept", "")
+    return media_type in accept and "text/html" not in accept
+
+
+def _negotiate(request: Request, link_type: str | None, links: LinkSet,
+               as_json: Any, as_html: Any) -> Response:
+    """The answer a resolver gives for `links.anchor`; `as_json` and `as_html` make the
+    representations (called only when chosen)."""
+    if link_type is not None and link_type_name(link_type) not in ("all", "linkset"):
+        return RedirectResponse(links.target(link_type_name(link_type)).href, status_code=307)
+    if link_type is not None or _wants(request, LINKSET):
+        answer: Response = JSONResponse(links.to_json(), media_type=LINKSET)
+    elif _wants(request, "application/json"):
+        answer = JSONResponse(as_json())
+    else:
+        answer = HTMLResponse(as_html())
+    answer.headers["Link"] = f'<{links.anchor}?linkType=all>; rel="linkset"; type="{LINKSET}"'
+    answer.headers["Vary"] = "Accept"
+    return answer
+
+
+def _lang(request: Request) -> str:
+    return request.query_params.get("lang", "zh")
+
+
+@router.get("/01/{gtin}", summary="GS1 Digital Link: a product and its lots",
+            responses=_responses(PRODUCT_EXAMPLE))
+def resolve_product(gtin: str, request: Request, views: ViewsDep,
+                    link_type: LinkTypeQuery = None) -> Response:
+    """The product named by the GTIN: its name, category, producers and newest lots, each
+    lot linking to its scan page."""
+    canonical = _gtin(gtin)
+    if canonical != gtin:
+        return _moved(f"/01/{canonical}", request)
+    view = product.product(views, canonical)
+    base = _base(request)
+    links = product_links(base, f"{base}/01/{canonical}", view)
+    data = view.to_json()
+    hrefs = [qr.batch_path(canonical, lot.lot) for lot in view.lots]
+    return _negotiate(request, link_type, links, lambda: data,
+                      lambda: render_product(data, hrefs, _lang(request)))
+
+
+def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
+                   views: ViewsDep, link_type: str | None) -> Response:
+    canonical, lot = _gtin(gtin), _lot(lot)
+    if serial is not None:
+        serial = qr.validate_serial(serial)
+    if canonical != gtin:
+        return _moved(qr.batch_path(canonical, lot, serial), request)
+    view = scan.scan(views, canonical, lot)
+    base = _base(request)
+    links = batch_links(base, base + qr.batch_path(canonical, lot, serial), view)
+    data = view.to_json()
+    if serial is not None:
+        data["serial"] = serial
+    return _negotiate(request, link_type, links, lambda: data,
+                      lambda: render_scan(data, lang=_lang(request)))
+
+
+@router.get("/01/{gtin}/10/{lot}", summary="GS1 Digital Link: the scan view of a batch",
+            responses=_responses(SCAN_EXAMPLE))
+def resolve_batch(gtin: str, lot: str, request: Request, views: ViewsDep,
+                  link_type: LinkTypeQuery = None) -> Response:
+    """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
+    `Accept: application/json`, the link set for `Accept: application/linkset+json`."""
+    return _resolve_batch(gtin, lot, None, request, views, link_type)
+
+
+@router.get("/01/{gtin}/10/{lot}/21/{serial}",
+            summary="GS1 Digital Link: one serialised item of a batch",
+            responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}))
+def resolve_item(gtin: str, lot: str, serial: str, request: Request, views: ViewsDep,
+                 link_type: LinkTypeQuery = None) -> Response:
+    """The scan view of the item's batch (the ledger records batches, not items), with
+    the serial (GS1 AI 21, 1 to 20 characters of GS1 character set 82) echoed in JSON."""
+    return _resolve_batch(gtin, lot, serial, request, views, link_type)
+
+
+@router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
+            responses={200: {"content": {"application/json": {"example": SCAN_EXAMPLE}}}})
+def batch_view(gtin: str, lot: str, views: ViewsDep) -> dict[str, Any]:
+    """The resolver's `gs1:pip` and `gs1:recallStatus` link: the scan view without content
+    negotiation (PROTOCOL.md §5, "Scan view")."""
+    return scan.scan(views, _gtin(gtin), _lot(lot)).to_json()
+
+
+@router.get("/v1/products/{gtin}", summary="A product and its lots, as JSON",
+            responses={200: {"content": {"application/json": {"example": PRODUCT_EXAMPLE}}}})
+def product_view(gtin: str, views: ViewsDep) -> dict[str, Any]:
+    """The `gs1:pip` link of `/01/{gtin}`: name, category, producers, newest lots."""
+    return product.product(views, _gtin(gtin)).to_json()
