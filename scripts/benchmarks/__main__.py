@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from scripts.benchmarks import ingest, log, trace
+from scripts.benchmarks import ingest, log, soak, trace
 
-BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main}
+BENCHES = {"ingest": ingest.main, "log": log.main, "soak": soak.main, "trace": trace.main}
 
 
 def main(argv: list[str]) -> int:
