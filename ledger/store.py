@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -385,6 +386,9 @@ class Database:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
 
+_HELD = threading.local()  # the writer locks this thread holds
+
+
 class WriterLock:
     """One writer at a time across the processes of a PostgreSQL ledger.
 
@@ -405,13 +409,18 @@ class WriterLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        if not self._database.is_postgres:
+        held: set[int] = _HELD.__dict__.setdefault("keys", set())
+        # A thread that holds it already (through another Ledger object on the same
+        # database) goes on: waiting would be waiting for itself.
+        if not self._database.is_postgres or self._key in held:
             yield
             return
         conn = self._lock()
+        held.add(self._key)
         try:
             yield
         finally:
+            held.discard(self._key)
             try:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
             except Exception:  # a broken connection has released the lock with it
