@@ -359,7 +359,7 @@ class Ledger(Application[UUID]):
         stamps: Sequence[tuple[datetime, str]] | None = None,
     ) -> list[Receipt]:
         pending = self._start_verifying(submissions)
-        with self._write_lock, self._writer_lock.held():
+        with self._write_lock, self._writer_lock.held(self.recorder):
             for attempt in range(MAX_RETRIES):
                 uow = UnitOfWork(self.repository)
                 try:
@@ -500,7 +500,6 @@ class Ledger(Application[UUID]):
         return Pending(self._verifier, jobs, futures, owners) if futures else None
 
     def close(self) -> None:
-        self._writer_lock.close()
         self._verifier.close()
         super().close()
 

@@ -396,57 +396,36 @@ class WriterLock:
     another process inserted first, it starts again. With several processes writing all
     the time, one can lose every race (four writers lost twenty in a row in
     tests/test_concurrent_writers.py) and give up. A session advisory lock held from the
-    read to the commit makes them take turns instead; it is released by PostgreSQL if
-    the process dies. SQLite needs none: its writers already queue on the file lock."""
+    read to the commit makes them take turns instead; PostgreSQL releases it if the
+    process dies. It is taken on a connection borrowed from the ledger's own pool for
+    the length of the append, so it costs no extra connection. SQLite needs none: its
+    writers already queue on the file lock."""
 
     def __init__(self, database: Database) -> None:
-        self._database = database
-        self._conn: Any = None
+        self._key = 0
         if database.is_postgres:
             schema = database.env()["POSTGRES_SCHEMA"]
             digest = hashlib.sha256(f"qledger-writer:{schema}".encode()).digest()
             self._key = int.from_bytes(digest[:8], "big", signed=True)
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self, recorder: Any) -> Iterator[None]:
         held: set[int] = _HELD.__dict__.setdefault("keys", set())
         # A thread that holds it already (through another Ledger object on the same
         # database) goes on: waiting would be waiting for itself.
-        if not self._database.is_postgres or self._key in held:
-            yield
-            return
-        conn = self._lock()
-        held.add(self._key)
-        try:
-            yield
-        finally:
-            held.discard(self._key)
-            try:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
-            except Exception:  # a broken connection has released the lock with it
-                self.close()
-
-    def _lock(self) -> Any:
         import psycopg
 
-        for attempt in (1, 2):
+        if not self._key or self._key in held:
+            yield
+            return
+        with recorder.datastore.get_connection() as conn:  # autocommit: no open transaction
+            conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
+            held.add(self._key)
             try:
-                if self._conn is None or self._conn.closed:
-                    url = self._database.url.split("?", 1)[0]
-                    self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-                self._conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
-                return self._conn
-            except psycopg.OperationalError as e:
-                self.close()  # the server restarted: connect again, once
-                if attempt == 2:
-                    raise StorageError(f"cannot reach PostgreSQL at "
-                                       f"{self._database.describe()}: {e}") from None
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # closing a dead connection
-                pass
-            self._conn = None
+                yield
+            finally:
+                held.discard(self._key)
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+                except psycopg.Error:  # the session is gone, and its lock with it
+                    pass
