@@ -61,22 +61,6 @@ class ServerProcess:
                 raise RuntimeError("qledger serve did not answer in time")
             time.sleep(0.1)
 
-    def pids(self) -> list[int]:
-        """The server's processes: the one started and its children (uvicorn workers)."""
-        assert self.process is not None
-        found = [self.process.pid]
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) in found and int(pid) not in found:  # ppid
-                found.append(int(pid))
-        return found
-
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown code runs."""
         if self.process is None or self.process.poll() is not None:
