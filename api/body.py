@@ -10,9 +10,11 @@ import json
 
 from starlette.requests import Request
 
+from ledger.canonical import nesting_depth
 from ledger.errors import InvalidRequest, Rejected, Rejection
 
 _WHITESPACE = " \t\n\r"  # RFC 8259 §2
+MAX_BATCH_DEPTH = 9  # an envelope's MAX_ENVELOPE_DEPTH, inside the array
 _SCANNER = json.JSONDecoder()  # finds where each item ends; from_json parses it for real
 
 
@@ -55,6 +57,10 @@ def split_json_array(body: bytes) -> list[str]:
     except UnicodeDecodeError as e:
         raise Rejected(Rejection.BAD_JSON,
                        f"the batch is not UTF-8: invalid byte at offset {e.start}") from None
+    # A batch nests four levels (array, envelope, signatures, signature): deeper text is
+    # refused before the recursive scanner would climb 100,000 levels of it.
+    if nesting_depth(text, MAX_BATCH_DEPTH) > MAX_BATCH_DEPTH:
+        raise Rejected(Rejection.BAD_JSON, "the batch JSON nests too deeply")
     i = _skip(text, 0)
     if not text.startswith("[", i):
         try:

@@ -166,6 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the log's verifier key as you hold it: the bundle must be of that log")
     p.set_defaults(run=cmd_verify_bundle)
 
+    p = commands.add_parser("export", parents=[db],
+                            help="write the whole log as JSON Lines of entries (a backup)")
+    p.add_argument("file", help="the file to write, or - for standard output")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.set_defaults(run=cmd_export)
+
+    p = commands.add_parser("import", parents=[db],
+                            help="re-verify an export and record it into an empty ledger")
+    p.add_argument("file", help="a file written by `qledger export`, or - for standard input")
+    p.add_argument("--log-key", type=Path, help="the new ledger's log signing key (PEM): "
+                   "used if the file exists, else generated there (default: log-key.pem "
+                   "beside the database)")
+    p.add_argument("--trusted-key", help="the verifier key string the export's checkpoint "
+                   "must be signed with (default: the one the file names)")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.set_defaults(run=cmd_import)
+
     return parser
 
 
@@ -678,6 +695,72 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
     for failure in verdict.failures:
         print(failure)
     return EXIT_VERIFY
+
+
+def _progress(args: argparse.Namespace, verb: str) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"qledger: {verb} {done}/{total} entries", file=sys.stderr)
+
+    return show
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ledger.backup import export
+
+    ledger = _open_ledger(args)
+    if args.file == "-":
+        checkpoint = export(ledger, sys.stdout, _progress(args, "exported"))
+    else:
+        path = Path(args.file)
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            with temporary.open("w", encoding="utf-8", newline="\n") as out:
+                checkpoint = export(ledger, out, _progress(args, "exported"))
+            os.replace(temporary, path)
+        except OSError as e:
+            raise UsageError(f"{path}: cannot write: {e}") from None
+    print(f"qledger: exported {checkpoint.size} entries, root {checkpoint.root_hash.hex()}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ledger import keys
+    from ledger.application import Ledger
+    from ledger.backup import import_file, seekable
+
+    if args.file != "-" and not Path(args.file).is_file():
+        raise UsageError(f"{args.file}: no such file")
+    path = args.log_key or _beside_database(args, "log-key.pem")
+    generated = not path.exists()
+    log_key = keys.generate_private_key() if generated else keys.load_private_key(path)
+    ledger = Ledger(args.db, log_key=log_key)
+    if ledger.size() > 0 or ledger.is_created():
+        raise UsageError(f"{ledger.database.describe()} holds a ledger already; "
+                         "import needs an empty one")
+    try:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8", newline="\n")
+    except OSError as e:
+        raise UsageError(f"{args.file}: cannot read: {e}") from None
+    with stream, seekable(stream) as source:
+        if generated:
+            keys.write_private_key(path, log_key)
+        try:
+            done = import_file(source, ledger, trusted_log_key=args.trusted_key,
+                               progress=_progress(args, "imported"))
+        except BaseException:
+            if generated:
+                path.unlink(missing_ok=True)
+            raise
+    print(f"imported {done.size} entries into {ledger.database.describe()}; "
+          f"root {done.root_hash.hex()} as signed in the export")
+    if generated:
+        print(f"generated a new log key: {path}; checkpoints are now signed with "
+              f"{ledger.config.log_key}, not with the exporting ledger's {done.source_log_key}")
+    else:
+        print(f"checkpoints are signed with {ledger.config.log_key}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import threading
+import time
 from base64 import b64decode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from ledger.parallel import ParallelVerifier, Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
-from ledger.store import Database
+from ledger.store import Database, WriterLock
 from ledger.unit_of_work import UnitOfWork
 
 MAX_BATCH = 1000
@@ -152,6 +154,7 @@ class Ledger(Application[UUID]):
         # its receipts: how views updated in this process give read-your-writes.
         self.after_commit: list[Callable[[int], None]] = []
         self._write_lock = threading.Lock()
+        self._writer_lock = WriterLock(database)  # the same, across processes
         self._frontier: Frontier | None = None
         self._config: LedgerConfig | None = None
 
@@ -405,15 +408,18 @@ class Ledger(Application[UUID]):
         stamps: Sequence[tuple[datetime, str]] | None = None,
     ) -> list[Receipt]:
         pending = self._start_verifying(submissions)
-        with self._write_lock:
-            for _ in range(MAX_RETRIES):
+        with self._write_lock, self._writer_lock.held(self.recorder):
+            for attempt in range(MAX_RETRIES):
                 uow = UnitOfWork(self.repository)
                 try:
                     return self._append_once(uow, submissions, list(extra), genesis, stamps, pending)
                 except RecordConflictError:
-                    # Another process appended first: start again from its state.
+                    # Another process appended first: start again from its state, after
+                    # a random pause that grows with each loss, so that one writer
+                    # among several busy ones is not beaten to the lock every time.
                     uow.discard()
                     self._frontier = None
+                    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
                 except BaseException:
                     uow.discard()
                     raise

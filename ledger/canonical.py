@@ -257,15 +257,21 @@ _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 def _check_depth(text: str) -> None:
     """Refuse nesting beyond MAX_DEPTH before the recursive parser sees it."""
-    # Depth can never exceed the number of opening brackets (those inside
-    # strings included), so most statements stop here for two C-level counts.
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return
-    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
-    # Running depth over the brackets, computed in C: linear, no recursion.
-    deepest = max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+    deepest = nesting_depth(text, MAX_DEPTH)
     if deepest > MAX_DEPTH:
         _refuse(f"statement nests {deepest} levels deep; at most {MAX_DEPTH} are allowed")
+
+
+def nesting_depth(text: str, limit: int) -> int:
+    """How deep the JSON `text` nests, or any number <= `limit` when it cannot exceed it;
+    computed without recursion, so that any depth can be refused before parsing."""
+    # Depth can never exceed the number of opening brackets (those inside
+    # strings included), so most texts stop here for two C-level counts.
+    if text.count("[") + text.count("{") <= limit:
+        return 0
+    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
+    # Running depth over the brackets, computed in C: linear, no recursion.
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
 
 
 def json_kind(value: object) -> str:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ledger import keys
-from ledger.canonical import b64decode, b64encode, json_kind, parse_canonical_statement
+from ledger.canonical import (
+    b64decode, b64encode, json_kind, nesting_depth, parse_canonical_statement)
 from ledger.errors import Rejected, Rejection
 
 __all__ = ["MAX_PAYLOAD_BYTES", "PAYLOAD_TYPE", "Envelope", "Signature", "pae"]
@@ -194,6 +195,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _ENVELOPE_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+MAX_ENVELOPE_DEPTH = 8
 
 
 def _load_json(data: bytes | bytearray | str) -> object:
@@ -206,6 +208,10 @@ def _load_json(data: bytes | bytearray | str) -> object:
             ) from None
     else:
         text = data
+    # An envelope nests three levels (object, signatures, signature). Refusing deeper text
+    # before parsing spares the recursive decoder 100,000 levels of hostile brackets.
+    if nesting_depth(text, MAX_ENVELOPE_DEPTH) > MAX_ENVELOPE_DEPTH:
+        raise Rejected(Rejection.BAD_JSON, "the envelope JSON nests too deeply")
     try:
         return _ENVELOPE_DECODER.decode(text)
     except json.JSONDecodeError as exc:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from scripts.benchmarks import bundle, http, ingest, log, trace
+from scripts.benchmarks import bundle, http, ingest, log, soak, trace
 
 BENCHES = {"ingest": ingest.main, "log": log.main, "trace": trace.main, "bundle": bundle.main,
-           "http": http.main}
+           "http": http.main, "soak": soak.main}
 
 
 def main(argv: list[str]) -> int:
