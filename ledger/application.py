@@ -28,7 +28,6 @@ from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
-from ledger.domain.record import StatementRecord, recorded
 from ledger.envelope import Envelope
 from ledger.keys import key_id, load_private_key
 from ledger.log import tree
@@ -79,8 +78,18 @@ class Submission:
 
     envelope: Envelope
     statement: Statement
-    digest: str  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
+    digest: bytes  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
     envelope_bytes: bytes  # JCS of the envelope
+
+    @property
+    def key(self) -> bytes:
+        """The statement id as 16 bytes, how the statements table keys it."""
+        return statement_key(self.statement.id)
+
+
+def statement_key(statement_id: str) -> bytes:
+    # The id was checked to be a lowercase hyphenated UUID; a UUID object costs more.
+    return bytes.fromhex(statement_id.replace("-", ""))
 
 
 def entry_bytes(envelope_bytes: bytes, recorded_at: str) -> bytes:
@@ -193,10 +202,11 @@ class Ledger(Application[UUID]):
 
     def receipt(self, statement_id: str) -> Receipt | None:
         try:
-            record: StatementRecord = self.repository.get(StatementRecord.create_id(statement_id))
-        except (AggregateNotFoundError, ValueError):
+            key = statement_key(statement_id)
+        except ValueError:
             return None
-        return Receipt(record.index, record.recorded_at, bytes.fromhex(record.leaf_hash), True)
+        row = self.recorder.find_statements([key]).get(key)  # type: ignore[attr-defined]
+        return Receipt(row[1], row[3], row[4], True) if row is not None else None
 
     def frontier(self) -> Frontier:
         """The right edge of the Merkle tree, brought up to date with the log."""
@@ -344,7 +354,7 @@ class Ledger(Application[UUID]):
             except Rejected as e:
                 raise e.at(position) if len(envelopes) > 1 else e
             envelope_bytes = canonical_bytes(envelope.to_json())
-            digest = hashlib.sha256(envelope_bytes).hexdigest()
+            digest = hashlib.sha256(envelope_bytes).digest()
             out.append(Submission(envelope, statement, digest, envelope_bytes))
         return out
 
@@ -395,13 +405,15 @@ class Ledger(Application[UUID]):
         receipts: list[Receipt] = []
         events: list[Any] = []
         nodes: list[tuple[int, int, bytes]] = []
-        in_batch: dict[str, tuple[str, Receipt]] = {}
+        in_batch: dict[str, tuple[bytes, Receipt]] = {}
+        rows: list[tuple[bytes, int, bytes, str, bytes]] = []  # the statements table's
         statements: dict[int, Statement] = {}
 
         def read_statement(index: int) -> Statement:
             return statements[index] if index in statements else self.statement_at(index)
 
         uow.prefetch(i for sub in submissions for i in references(sub.envelope, sub.statement))
+        known = self.recorder.find_statements([sub.key for sub in submissions])  # type: ignore[attr-defined]
         for position, sub in enumerate(submissions):
             s = sub.statement
             if stamps is not None:
@@ -413,15 +425,14 @@ class Ledger(Application[UUID]):
                         raise IdConflict(s.id, receipt.index)
                     receipts.append(receipt)
                     continue
-                record = uow.get(StatementRecord, StatementRecord.create_id(s.id))
+                record = known.get(sub.key)
                 if record is not None:
-                    if record.digest != sub.digest or stamps is not None:
+                    _, first_index, digest, first_recorded_at, first_leaf = record
+                    if digest != sub.digest or stamps is not None:
                         # On replay (audit, import) a statement seen before is an
                         # entry recorded twice: a fault, never a receipt to hand back.
-                        raise IdConflict(s.id, record.index)
-                    receipts.append(
-                        Receipt(record.index, record.recorded_at, bytes.fromhex(record.leaf_hash), True)
-                    )
+                        raise IdConflict(s.id, first_index)
+                    receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
                     continue
                 index = next_index
                 if s.issued_at > now + MAX_FUTURE:
@@ -447,9 +458,7 @@ class Ledger(Application[UUID]):
                 nodes.extend(frontier.append(leaf))
             events.append(appended(index, text.decode("ascii"), leaf.hex(), s.id, now))
             receipt = Receipt(index, recorded_at, leaf)
-            events.append(
-                recorded(s.id, sub.digest, index, recorded_at, leaf.hex(), s.by, s.type, now)
-            )
+            rows.append((sub.key, index, sub.digest, recorded_at, leaf))
             next_index += 1
             in_batch[s.id] = (sub.digest, receipt)
             statements[index] = s
@@ -462,13 +471,13 @@ class Ledger(Application[UUID]):
                 (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
                 if self.maintain_tree else None
             )
-            self._save(extra + uow.changed(), events, nodes, checkpoint)
+            self._save(extra + uow.changed(), events, nodes, checkpoint, rows)
             self._frontier = frontier if self.maintain_tree else None
         return receipts
 
     def _save(
         self, aggregates: list[Any], events: list[Any], nodes: list[Any],
-        checkpoint: tuple[int, str] | None,
+        checkpoint: tuple[int, str] | None, statements: list[Any] | None = None,
     ) -> None:
         # Application.save() checks every object against runtime Protocols, which costs
         # more than the rest of recording an entry; the objects here are known.
@@ -479,6 +488,7 @@ class Ledger(Application[UUID]):
         processing.events.extend(events)
         processing.saved_kwargs["merkle_nodes"] = nodes
         processing.saved_kwargs["checkpoint"] = checkpoint
+        processing.saved_kwargs["statements"] = statements or []
         self._notify(self._record(processing))
 
     def _start_verifying(self, submissions: list[Submission]) -> Pending | None:
