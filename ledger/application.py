@@ -551,7 +551,7 @@ class Ledger(Application[UUID]):
         if index == 0:
             s = sub.statement
             # The root registers itself: it is its own regulator for this one entry.
-            return Organization(s.by, "", ["regulator"], s.body["region"], entry=-1)
+            return Organization.register(s.by, "", ["regulator"], s.body["region"], entry=-1)
         org = uow.get(Organization, Organization.create_id(sub.statement.by))
         if org is None:  # entry 0 creates it; _check_genesis saw to the order
             raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")
