@@ -21,7 +21,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
 from ledger.canonical import canonical_bytes
 from ledger.domain.ids import LEDGER_ID, LOG_ID
@@ -41,6 +41,7 @@ from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
 from ledger.store import Database
+from ledger.transcoding import LedgerMapper, LedgerTranscoder
 from ledger.unit_of_work import UnitOfWork
 
 MAX_BATCH = 1000
@@ -152,6 +153,16 @@ class Ledger(Application[UUID]):
         self._write_lock = threading.Lock()
         self._frontier: Frontier | None = None
         self._config: LedgerConfig | None = None
+
+    def construct_transcoder(self) -> Transcoder:
+        return LedgerTranscoder()
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return LedgerMapper(
+            self.construct_transcoder(),
+            compressor=self.factory.compressor(),
+            cipher=self.factory.cipher(),
+        )
 
     # ---- reading ---------------------------------------------------------------
 
