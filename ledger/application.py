@@ -304,7 +304,7 @@ class Ledger(Application[UUID]):
         if self.size() > 0 or self.is_created():
             raise Rejected(Rejection.LEDGER_NOT_EMPTY, f"{self.database.describe()} holds a ledger already")
         submissions = self.prepare(genesis)
-        _check_genesis(submissions, root_org)
+        check_genesis(submissions, root_org)
         verifier = verifier_key(origin, log_key.public_key().public_bytes_raw())
         config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
         self._config = config
@@ -334,7 +334,7 @@ class Ledger(Application[UUID]):
             return self._append(submissions, stamps=stamps)
         if root_org is None or self.size() > 0 or self.is_created():
             raise Rejected(Rejection.LEDGER_NOT_EMPTY, "replaying a genesis needs an empty ledger")
-        _check_genesis(submissions, root_org)
+        check_genesis(submissions, root_org)
         verifier = verifier_key(origin, self.log_key().public_key().public_bytes_raw())
         config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
         self._config = config
@@ -453,7 +453,7 @@ class Ledger(Application[UUID]):
                         f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
                     )
                 signer = (
-                    self._authenticate_genesis(uow, sub, submissions, index)
+                    authenticate_genesis(uow, sub, submissions, index)
                     if genesis
                     else self._authenticate(uow, sub, now, position, pending)
                 )
@@ -528,45 +528,56 @@ class Ledger(Application[UUID]):
         self, uow: UnitOfWork, sub: Submission, now: datetime, position: int = 0,
         pending: Pending | None = None,
     ) -> Organization:
-        """Every signature verifies under a registered key active at `issued_at` and now;
-        one of them is a key of `by`. Returns the signing organization."""
-        s = sub.statement
-        own_key = False
-        for sig in sub.envelope.signatures:
-            key = uow.get(Key, Key.create_id(sig.keyid))
-            if key is None:
-                raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
-            key.check_active(s.issued_at, "issued_at")
-            key.check_active(now, "the time of recording")
-            if pending is None or (position, sig.keyid) not in pending.covered:
+        def check_signature(keyid: str, key: Key) -> None:
+            if pending is None or (position, keyid) not in pending.covered:
                 public_key = b64decode(key.public_key)
-                sub.envelope.verify(sig.keyid, public_key)
-                self._public_keys[sig.keyid] = public_key
-            own_key = own_key or key.org == s.by
-        if not own_key:
-            raise Rejected(
-                Rejection.KEY_NOT_OF_SIGNER,
-                f"no signature by a key of {s.by}, the organization named in `by`",
-            )
-        org = uow.get(Organization, Organization.create_id(s.by))
-        if org is None:  # keys belong to registered organizations, so only after tampering
-            raise Rejected(Rejection.UNKNOWN_ORG, f"by: organization {s.by} is not registered")
-        return org
+                sub.envelope.verify(keyid, public_key)
+                self._public_keys[keyid] = public_key
 
-    def _authenticate_genesis(
-        self, uow: UnitOfWork, sub: Submission, submissions: list[Submission], index: int
-    ) -> Organization:
-        """Entries 0 and 1 are signed by the root key that entry 1 registers."""
-        root_key = submissions[1].statement.body["public_key"]
-        sub.envelope.verify(key_id(root_key), root_key)
-        if index == 0:
-            s = sub.statement
-            # The root registers itself: it is its own regulator for this one entry.
-            return Organization.register(s.by, "", ["regulator"], s.body["region"], entry=-1)
-        org = uow.get(Organization, Organization.create_id(sub.statement.by))
-        if org is None:  # entry 0 creates it; _check_genesis saw to the order
-            raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")
-        return org
+        return authenticate(uow, sub.envelope, sub.statement, now, check_signature)
+
+
+def authenticate_genesis(
+    uow: Any, sub: Submission, submissions: list[Submission], index: int
+) -> Organization:
+    """Entries 0 and 1 are signed by the root key that entry 1 registers."""
+    root_key = submissions[1].statement.body["public_key"]
+    sub.envelope.verify(key_id(root_key), root_key)
+    if index == 0:
+        s = sub.statement
+        # The root registers itself: it is its own regulator for this one entry.
+        return Organization.register(s.by, "", ["regulator"], s.body["region"], entry=-1)
+    org = uow.get(Organization, Organization.create_id(sub.statement.by))
+    if org is None:  # entry 0 creates it; check_genesis saw to the order
+        raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")
+    return org
+
+
+def authenticate(
+    uow: Any, envelope: Envelope, s: Statement, now: datetime,
+    check_signature: Callable[[str, Key], None],
+) -> Organization:
+    """Every signature is by a registered key active at `issued_at` and now, and
+    verifies (`check_signature`, which may have been done elsewhere); one of them is a
+    key of `by`. Returns the signing organization."""
+    own_key = False
+    for sig in envelope.signatures:
+        key = uow.get(Key, Key.create_id(sig.keyid))
+        if key is None:
+            raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
+        key.check_active(s.issued_at, "issued_at")
+        key.check_active(now, "the time of recording")
+        check_signature(sig.keyid, key)
+        own_key = own_key or key.org == s.by
+    if not own_key:
+        raise Rejected(
+            Rejection.KEY_NOT_OF_SIGNER,
+            f"no signature by a key of {s.by}, the organization named in `by`",
+        )
+    org = uow.get(Organization, Organization.create_id(s.by))
+    if org is None:  # keys belong to registered organizations, so only after tampering
+        raise Rejected(Rejection.UNKNOWN_ORG, f"by: organization {s.by} is not registered")
+    return org  # type: ignore[no-any-return]
 
 
 def _raise_signature_failure(
@@ -584,7 +595,7 @@ def _raise_signature_failure(
         return
 
 
-def _check_genesis(submissions: list[Submission], root_org: str) -> None:
+def check_genesis(submissions: list[Submission], root_org: str) -> None:
     if len(submissions) != 2:
         raise Rejected(Rejection.BAD_FIELDS, "a ledger starts with exactly two entries")
     first, second = (s.statement for s in submissions)

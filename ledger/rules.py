@@ -309,3 +309,10 @@ RULES: dict[str, Callable[[Context], None]] = {
     "case.resolved": case_resolved,
     "correction": correction,
 }
+
+
+def may_refuse_after_a_change(s: Statement) -> bool:
+    """Whether the rule may change one aggregate and then refuse on another: a batch
+    made of several inputs consumes them one by one. The writer discards a refused
+    batch; a replay that keeps its state in memory must undo such a change."""
+    return s.type == "batch.produced" and len(s.body["inputs"]) > 1
