@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -42,8 +42,8 @@ class Batch(Aggregate):
 
     @classmethod
     def produce(cls, gtin: str, lot: str, producer: str, quantity: int, entry: int) -> Batch:
-        return cls._create(
-            cls.Produced, id=cls.create_id(gtin, lot), gtin=gtin, lot=lot, producer=producer,
+        return cls._created(
+            cls.Produced, cls.create_id(gtin, lot), gtin=gtin, lot=lot, producer=producer,
             quantity=quantity, entry=entry,
         )
 

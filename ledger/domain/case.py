@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -33,8 +33,8 @@ class Case(Aggregate):
 
     @classmethod
     def open(cls, case: str, opened_by: str, respondent: str, entry: int) -> Case:
-        return cls._create(
-            cls.Opened, id=cls.create_id(case), case=case, opened_by=opened_by,
+        return cls._created(
+            cls.Opened, cls.create_id(case), case=case, opened_by=opened_by,
             respondent=respondent, entry=entry,
         )
 

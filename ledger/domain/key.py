@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -40,8 +40,8 @@ class Key(Aggregate):
     def register(
         cls, keyid: str, org: str, public_key: str, valid_from: datetime | None, entry: int
     ) -> Key:
-        return cls._create(
-            cls.Registered, id=cls.create_id(keyid), keyid=keyid, org=org, public_key=public_key,
+        return cls._created(
+            cls.Registered, cls.create_id(keyid), keyid=keyid, org=org, public_key=public_key,
             valid_from=valid_from, entry=entry,
         )
 

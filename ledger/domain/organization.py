@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -35,8 +35,8 @@ class Organization(Aggregate):
 
     @classmethod
     def register(cls, uscc: str, name: str, roles: list[str], region: str, entry: int) -> Organization:
-        return cls._create(
-            cls.Registered, id=cls.create_id(uscc), uscc=uscc, name=name, roles=list(roles),
+        return cls._created(
+            cls.Registered, cls.create_id(uscc), uscc=uscc, name=name, roles=list(roles),
             region=region, entry=entry,
         )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -45,8 +45,8 @@ class Shipment(Aggregate):
         cls, shipment: str, gtin: str, lot: str, sender: str, receiver: str, quantity: int,
         entry: int,
     ) -> Shipment:
-        return cls._create(
-            cls.Dispatched, id=cls.create_id(shipment), shipment=shipment, gtin=gtin, lot=lot,
+        return cls._created(
+            cls.Dispatched, cls.create_id(shipment), shipment=shipment, gtin=gtin, lot=lot,
             sender=sender, receiver=receiver, quantity=quantity, entry=entry,
         )
 
