@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
-from ledger.canonical import canonical_bytes
+from ledger.canonical import b64encode, canonical_bytes
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import Appended, LedgerConfig, appended
@@ -91,6 +91,20 @@ class Submission:
 def statement_key(statement_id: str) -> bytes:
     # The id was checked to be a lowercase hyphenated UUID; a UUID object costs more.
     return bytes.fromhex(statement_id.replace("-", ""))
+
+
+def envelope_jcs(envelope: Envelope) -> bytes:
+    """JCS(envelope.to_json()), built by concatenation as entry_bytes is: every value is
+    the fixed payloadType, base64 or lowercase hex, none needing an escape; JCS orders
+    "payload" < "payloadType" < "signatures" and "keyid" < "sig". A quarter of the cost
+    of canonicalising the object (tests/test_ledger.py compares the two)."""
+    signatures = ",".join(
+        f'{{"keyid":"{sig.keyid}","sig":"{b64encode(sig.sig)}"}}' for sig in envelope.signatures
+    )
+    return (
+        f'{{"payload":"{b64encode(envelope.payload)}","payloadType":"{envelope.payload_type}",'
+        f'"signatures":[{signatures}]}}'
+    ).encode()
 
 
 def entry_bytes(envelope_bytes: bytes, recorded_at: str) -> bytes:
@@ -364,7 +378,7 @@ class Ledger(Application[UUID]):
                 statement = parse_statement(envelope.statement)
             except Rejected as e:
                 raise e.at(position) if len(envelopes) > 1 else e
-            envelope_bytes = canonical_bytes(envelope.to_json())
+            envelope_bytes = envelope_jcs(envelope)
             digest = hashlib.sha256(envelope_bytes).digest()
             out.append(Submission(envelope, statement, digest, envelope_bytes))
         return out
