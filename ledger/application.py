@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
@@ -504,17 +504,21 @@ class Ledger(Application[UUID]):
         self, aggregates: list[Any], events: list[Any], nodes: list[Any],
         checkpoint: tuple[int, str] | None, statements: list[Any] | None = None,
     ) -> None:
-        # Application.save() checks every object against runtime Protocols, which costs
-        # more than the rest of recording an entry; the objects here are known.
-        processing = ProcessingEvent[UUID]()
+        # Application.save() checks every object against runtime Protocols, and the
+        # library's EventStore.put wraps every stored event in a Recording and a
+        # Notification, of which only the last notification id is used here: together
+        # more than the rest of recording an entry. The recorder is the library's.
+        stored = []
         for aggregate in aggregates:
-            processing.events.extend(aggregate.collect_events())
-            processing.aggregates[aggregate.id] = aggregate
-        processing.events.extend(events)
-        processing.saved_kwargs["merkle_nodes"] = nodes
-        processing.saved_kwargs["checkpoint"] = checkpoint
-        processing.saved_kwargs["statements"] = statements or []
-        self._notify(self._record(processing))
+            stored.extend(map(self.mapper.to_stored_event, aggregate.collect_events()))
+        stored.extend(map(self.mapper.to_stored_event, events))
+        ids = self.recorder.insert_events(
+            stored, merkle_nodes=nodes, checkpoint=checkpoint, statements=statements or []
+        )
+        if ids and self.after_commit:
+            last = max(ids)
+            for follower in self.after_commit:
+                follower(last)
 
     def _start_verifying(self, submissions: list[Submission]) -> Pending | None:
         """Hand the signatures by keys seen before to the worker processes."""
@@ -531,12 +535,6 @@ class Ledger(Application[UUID]):
     def close(self) -> None:
         self._verifier.close()
         super().close()
-
-    def _notify(self, recordings: list[Any]) -> None:
-        if recordings and self.after_commit:
-            last = max(r.notification.id for r in recordings)
-            for follower in self.after_commit:
-                follower(last)
 
     def _authenticate(
         self, uow: UnitOfWork, sub: Submission, now: datetime, position: int = 0,
