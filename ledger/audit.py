@@ -31,6 +31,8 @@ from ledger.application import (
     authenticate,
     authenticate_genesis,
     check_genesis,
+    entry_bytes,
+    envelope_jcs,
     statement_key,
 )
 from ledger.canonical import canonical_bytes
@@ -200,10 +202,12 @@ class _Run:
         if problem:
             self.problem(index, problem)
         entry = _Entry(index, e.entry, stamp or (e.timestamp, ""))
-        if envelope is not None:
+        if isinstance(envelope, Rejected):
+            self._refused(index, envelope)
+        elif envelope is not None:
             try:
-                env = Envelope.from_json(envelope)
-                entry.submission = Submission(env, parse_statement(env.statement), b"", b"")
+                statement = parse_statement(envelope.statement)
+                entry.submission = Submission(envelope, statement, b"", b"")
             except Rejected as r:
                 self._refused(index, r)
         self.entries.append(entry)
@@ -340,20 +344,34 @@ class _Run:
             self.replaying = False
 
 
-def _read_entry(text: str) -> tuple[Any, tuple[datetime, str] | None, str | None]:
+def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, str] | None, str | None]:
+    """The entry's envelope (or why it is not one), recording time, and what is wrong
+    with the entry's form, if anything."""
     try:
         entry = json.loads(text)
     except ValueError:
         return None, None, "is not JSON"
     if not isinstance(entry, dict) or set(entry) != {"envelope", "recorded_at"}:
         return None, None, "is not an entry of {envelope, recorded_at}"
+    envelope: Envelope | Rejected
     try:
-        if canonical_bytes(entry) != text.encode():
-            return entry["envelope"], None, "is not in canonical form"
-        at = parse_time(entry["recorded_at"])
+        envelope = Envelope.from_json(entry["envelope"])
+    except Rejected as e:
+        envelope = e
+    recorded_at = entry["recorded_at"]
+    try:
+        # A valid envelope's canonical form is built as the writer builds it; the
+        # comparison with the stored text is what proves the entry canonical.
+        if isinstance(envelope, Envelope) and type(recorded_at) is str:
+            canonical = entry_bytes(envelope_jcs(envelope), recorded_at)
+        else:
+            canonical = canonical_bytes(entry)
+        if canonical != text.encode():
+            return envelope, None, "is not in canonical form"
+        at = parse_time(recorded_at)
     except (Rejected, TypeError, ValueError) as e:
-        return entry["envelope"], None, f"has a bad recorded_at: {e}"
-    return entry["envelope"], (at, entry["recorded_at"]), None
+        return envelope, None, f"has a bad recorded_at: {e}"
+    return envelope, (at, recorded_at), None
 
 
 def _compare_stored_leaves(source: Ledger, start: int, leaves: list[bytes], report: AuditReport) -> None:
