@@ -198,15 +198,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         )
         self._insert_statements = SQL(
             "INSERT INTO {schema}.statements (id, idx, digest, recorded_at, leaf_hash) "
-            "SELECT * FROM unnest(%s::bytea[], %s::bigint[], %s::bytea[], %s::text[], %s::bytea[])"
+            "SELECT * FROM unnest(%b::bytea[], %b::bigint[], %b::bytea[], %b::text[], %b::bytea[])"
         ).format(schema=schema)
         self._find_statements = SQL(
             "SELECT id, idx, digest, recorded_at, leaf_hash FROM {schema}.statements "
-            "WHERE id = ANY(%s::bytea[])"
+            "WHERE id = ANY(%b::bytea[])"
         ).format(schema=schema)
         self._insert_nodes = SQL(
             "INSERT INTO {schema}.merkle_nodes (level, idx, hash) "
-            "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
+            "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[])"
         ).format(schema=schema)
         self._select_nodes = SQL(
             "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(l, i) "
@@ -215,7 +215,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         ).format(schema=schema)
         self._insert_arrays = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, table=Identifier(self.events_table_name))
         # One primary-key range scan per id. Without OFFSET 0 the planner flattens the
@@ -224,7 +224,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # milliseconds, at a million entries.
         self._select_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v) "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS w(id, v) "
             "CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state "
             "FROM {schema}.{table} x WHERE x.originator_id = w.id AND x.originator_version > w.v "
             "OFFSET 0) e "
@@ -236,8 +236,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     ) -> None:
         # The library sends events as an array of a composite type, which psycopg
         # dumps as text in Python: over half the cost of recording an entry. Four
-        # arrays of plain types are dumped in binary; the statement is otherwise the
-        # library's (same lock, same NOTIFY, rows returned in insertion order).
+        # arrays of plain types are dumped in binary (%b: with %s psycopg escapes text
+        # and bytea arrays element by element in Python); the statement is otherwise
+        # the library's (same lock, same NOTIFY, rows returned in insertion order).
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(
