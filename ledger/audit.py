@@ -2,9 +2,12 @@
 
 1. Every stored entry is read in index order; its index, its leaf hash and its
    canonical form are checked against its own bytes.
-2. Every entry is replayed into a fresh ledger (a temporary SQLite file) with the
-   recording time it had: signatures and every rule are checked against the state at
-   that point, exactly as when it was first recorded.
+2. Every entry is applied again, with the recording time it had, by the ledger's own
+   rule code to aggregates held in memory: signatures and every rule are checked
+   against the state at that point, exactly as when it was first recorded. Nothing is
+   written anywhere. Signatures are verified by worker processes on every core, a
+   chunk ahead of the rules, which wait for a chunk's results before applying it (an
+   entry whose signature fails is not applied, as the writer would not have).
 3. The RFC 9162 tree is recomputed from the entries and compared with the stored tree
    and with the latest signed checkpoint (signature checked against the log key).
 
@@ -15,20 +18,36 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ledger import keys
-from ledger.application import Ledger
+from ledger.application import (
+    MAX_FUTURE,
+    Ledger,
+    Submission,
+    authenticate,
+    authenticate_genesis,
+    check_genesis,
+    entry_bytes,
+    envelope_jcs,
+    statement_key,
+)
 from ledger.canonical import canonical_bytes
-from ledger.errors import LedgerError, Rejected, VerificationError
+from ledger.domain.key import Key
+from ledger.envelope import Envelope
+from ledger.errors import IdConflict, LedgerError, Rejected, Rejection, VerificationError
+from ledger.keys import key_id
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
 from ledger.log.verify import verify_checkpoint
+from ledger.parallel import ParallelVerifier, Pending
+from ledger.rules import RULES, Context, may_refuse_after_a_change
+from ledger.statements import Statement, parse_statement
 from ledger.timefmt import parse_time
+from ledger.unit_of_work import InMemoryState
 
 CHUNK = 1000
 
@@ -61,10 +80,12 @@ def audit(
     *,
     trusted_log_key: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> AuditReport:
     """Audit `source`. `trusted_log_key` is the verifier key string the auditor holds;
     without it the one recorded in the ledger is used (and a rewritten config would go
-    unnoticed: say so to the operator)."""
+    unnoticed: say so to the operator). `workers`: signature-checking processes
+    (default: one per core; 0 checks them in this process)."""
     report = AuditReport()
     config = source.config
     log_key = trusted_log_key or config.log_key
@@ -85,17 +106,20 @@ def audit(
     else:
         report.problems.append(Problem(None, "the ledger has no signed checkpoint"))
 
-    with tempfile.TemporaryDirectory(prefix="qledger-audit-") as scratch:
-        replica = Ledger(os.path.join(scratch, "replica.db"), log_key=keys.generate_private_key())
-        run = _Run(source, replica, config, frontier, report, checkpoint_size)
+    verifier = ParallelVerifier((os.cpu_count() or 1) if workers is None else workers)
+    try:
+        run = _Run(source, config, frontier, report, checkpoint_size, verifier)
         for start in range(0, size, CHUNK):
             for event in source._appended(start, min(start + CHUNK, size)):
                 run.take(event)
             run.flush()
             if progress:
                 progress(frontier.size, size)
-        replica.close()
-        roots = run.roots
+        run.finish()
+    finally:
+        verifier.close()
+    roots = run.roots
+    report.problems.sort(key=lambda p: -1 if p.index is None else p.index)
     if checkpoint_size is not None and checkpoint_root is not None:
         if checkpoint_size > size:
             report.problems.append(Problem(
@@ -114,23 +138,44 @@ def audit(
     return report
 
 
-class _Run:
-    """One pass over the stored log: entries are gathered into chunks and replayed."""
+@dataclass
+class _Entry:
+    """An entry read back for replay: None where it could not be parsed."""
 
-    def __init__(self, source: Ledger, replica: Ledger, config: Any, frontier: Frontier,
-                 report: AuditReport, checkpoint_size: int | None) -> None:
-        self.source, self.replica, self.config = source, replica, config
+    index: int
+    text: str
+    stamp: tuple[datetime, str]
+    submission: Submission | None = None
+
+
+@dataclass
+class _Chunk:
+    entries: list[_Entry]
+    pending: Pending | None
+
+
+class _Run:
+    """One pass over the stored log: entries are checked, gathered into chunks, their
+    signatures handed to the workers, and the previous chunk's rules applied."""
+
+    def __init__(self, source: Ledger, config: Any, frontier: Frontier, report: AuditReport,
+                 checkpoint_size: int | None, verifier: ParallelVerifier) -> None:
+        self.source, self.config = source, config
         self.frontier, self.report, self.checkpoint_size = frontier, report, checkpoint_size
+        self.verifier = verifier
         self.replaying = True
         self.roots: dict[int, bytes] = {}
         self.expected = 0
+        self.state = InMemoryState()
+        self.public_keys: dict[str, bytes] = {}  # keyid -> raw key, from key.registered
+        self.recorded: dict[bytes, int] = {}  # statement id -> index of its entry
+        self.statements: dict[int, Statement] = {}  # of the chunks in hand
+        self.waiting: _Chunk | None = None
         self._reset()
 
     def _reset(self) -> None:
         self.start = self.expected
-        self.envelopes: list[Any] = []
-        self.stamps: list[tuple[datetime, str]] = []
-        self.texts: list[str] = []
+        self.entries: list[_Entry] = []
         self.leaves: list[bytes] = []
 
     def problem(self, index: int | None, detail: str) -> None:
@@ -144,8 +189,8 @@ class _Run:
             for missing in range(self.expected, index):
                 self.problem(missing, "missing from the log (deleted)")
                 self._add_leaf(leaf_hash(b""))
-                if self.replaying:
-                    self.replica.record_unverified(missing, "", e.timestamp)
+                if missing < 2:
+                    self.replaying = False  # no genesis, nothing to replay against
             self.expected = index
             self._reset()
         if e.index != index:
@@ -156,46 +201,177 @@ class _Run:
         envelope, stamp, problem = _read_entry(e.entry)
         if problem:
             self.problem(index, problem)
-        self.envelopes.append(envelope)
-        self.stamps.append(stamp or (e.timestamp, ""))
-        self.texts.append(e.entry)
+        entry = _Entry(index, e.entry, stamp or (e.timestamp, ""))
+        if isinstance(envelope, Rejected):
+            self._refused(index, envelope)
+        elif envelope is not None:
+            try:
+                statement = parse_statement(envelope.statement)
+                entry.submission = Submission(envelope, statement, b"", b"")
+            except Rejected as r:
+                self._refused(index, r)
+        self.entries.append(entry)
         self.leaves.append(leaf)
         self.expected += 1
+
+    def _refused(self, index: int, e: Rejected) -> None:
+        self.problem(index, f"fails on replay: [{e.kind.value}] {e.detail}")
 
     def flush(self) -> None:
         if not self.leaves:
             return
         _compare_stored_leaves(self.source, self.start, self.leaves, self.report)
-        if self.replaying:
-            try:
-                _replay(self.replica, self.config, self.envelopes, self.stamps, self.texts,
-                        self.start, self.report)
-            except _GenesisBroken:
-                self.replaying = False
         for leaf in self.leaves:
             self._add_leaf(leaf)
+        if self.replaying:
+            chunk = _Chunk(self.entries, self._start_verifying(self.entries))
+            # The workers check this chunk's signatures while the rules run on the last.
+            self._apply_waiting()
+            self.waiting = chunk
         self._reset()
+
+    def finish(self) -> None:
+        self.flush()
+        self._apply_waiting()
 
     def _add_leaf(self, leaf: bytes) -> None:
         self.frontier.append(leaf)
         if self.frontier.size == self.checkpoint_size:
             self.roots[self.frontier.size] = self.frontier.root()
 
+    def _start_verifying(self, entries: list[_Entry]) -> Pending | None:
+        """Hand every signature by a key registered anywhere so far to the workers (a
+        key id names one public key for ever); whether the key was registered and
+        active at that entry is for the rules."""
+        jobs, owners = [], []
+        for entry in entries:
+            sub = entry.submission
+            if sub is None:
+                continue
+            s = sub.statement
+            if s.type == "key.registered":
+                self.public_keys[key_id(s.body["public_key"])] = s.body["public_key"]
+            for sig in sub.envelope.signatures:
+                public_key = self.public_keys.get(sig.keyid)
+                if public_key is not None:
+                    jobs.append((public_key, sig.sig, sub.envelope.message()))
+                    owners.append((entry.index, sig.keyid))
+        futures = self.verifier.start(jobs)
+        return Pending(self.verifier, jobs, futures, owners) if futures else None
 
-def _read_entry(text: str) -> tuple[Any, tuple[datetime, str] | None, str | None]:
+    def _apply_waiting(self) -> None:
+        chunk, self.waiting = self.waiting, None
+        if chunk is None or not self.replaying:
+            return
+        failed = set(chunk.pending.failures()) if chunk.pending is not None else set()
+        covered = chunk.pending.covered if chunk.pending is not None else set()
+        previous = self.statements
+        self.statements = {}
+        for entry in chunk.entries:
+            if entry.submission is None or not self.replaying:
+                continue
+            if entry.index < 2:
+                self._apply_genesis(chunk.entries, entry)
+                continue
+            try:
+                self._apply(entry, entry.submission, covered, failed, previous)
+            except Rejected as e:
+                self.state.undo()
+                self._refused(entry.index, e)
+
+    def _apply(self, entry: _Entry, sub: Submission, covered: set[tuple[int, str]],
+               failed: set[tuple[int, str]], previous: dict[int, Statement]) -> None:
+        s = sub.statement
+        index = entry.index
+        now = entry.stamp[0]
+        key = statement_key(s.id)
+        if key in self.recorded:
+            # A statement seen before is an entry recorded twice: a fault on replay.
+            raise IdConflict(s.id, self.recorded[key])
+        if s.issued_at > now + MAX_FUTURE:
+            raise Rejected(
+                Rejection.FUTURE_STATEMENT,
+                f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
+                f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
+            )
+
+        def check_signature(keyid: str, k: Key) -> None:
+            if (index, keyid) in failed:
+                raise Rejected(
+                    Rejection.BAD_SIGNATURE,
+                    f"the signature by key {keyid} does not verify over this payload and payloadType",
+                )
+            if (index, keyid) not in covered:
+                sub.envelope.verify(keyid, b64decode(k.public_key))
+
+        def read_statement(i: int) -> Statement:
+            found = self.statements.get(i) or previous.get(i)
+            if found is not None:
+                return found
+            try:
+                return self.source.statement_at(i)
+            except Rejected:
+                raise
+            except LedgerError as e:
+                raise Rejected(Rejection.UNKNOWN_ENTRY, f"entry {i} cannot be read: {e}") from None
+
+        signer = authenticate(self.state, sub.envelope, s, now, check_signature)
+        self.state.careful = may_refuse_after_a_change(s)
+        RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
+        self.state.keep()
+        self.recorded[key] = index
+        self.statements[index] = s
+
+    def _apply_genesis(self, entries: list[_Entry], entry: _Entry) -> None:
+        """Entries 0 and 1 start the ledger; if they do not, nothing after them can be
+        replayed."""
+        pair = [e.submission for e in entries[:2] if e.index < 2 and e.submission is not None]
+        try:
+            if len(pair) != 2:
+                raise Rejected(Rejection.BAD_FIELDS, "a ledger starts with exactly two entries")
+            check_genesis(pair, self.config.root_org)  # type: ignore[arg-type]
+            sub = entry.submission
+            assert sub is not None
+            signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
+            s = sub.statement
+            RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
+                                  self.source.statement_at))
+            self.state.keep()
+            self.recorded[statement_key(s.id)] = entry.index
+        except Rejected as e:
+            self.state.undo()
+            self._refused(entry.index, e)
+            self.replaying = False
+
+
+def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, str] | None, str | None]:
+    """The entry's envelope (or why it is not one), recording time, and what is wrong
+    with the entry's form, if anything."""
     try:
         entry = json.loads(text)
     except ValueError:
         return None, None, "is not JSON"
     if not isinstance(entry, dict) or set(entry) != {"envelope", "recorded_at"}:
         return None, None, "is not an entry of {envelope, recorded_at}"
+    envelope: Envelope | Rejected
     try:
-        if canonical_bytes(entry) != text.encode():
-            return entry["envelope"], None, "is not in canonical form"
-        at = parse_time(entry["recorded_at"])
+        envelope = Envelope.from_json(entry["envelope"])
+    except Rejected as e:
+        envelope = e
+    recorded_at = entry["recorded_at"]
+    try:
+        # A valid envelope's canonical form is built as the writer builds it; the
+        # comparison with the stored text is what proves the entry canonical.
+        if isinstance(envelope, Envelope) and type(recorded_at) is str:
+            canonical = entry_bytes(envelope_jcs(envelope), recorded_at)
+        else:
+            canonical = canonical_bytes(entry)
+        if canonical != text.encode():
+            return envelope, None, "is not in canonical form"
+        at = parse_time(recorded_at)
     except (Rejected, TypeError, ValueError) as e:
-        return entry["envelope"], None, f"has a bad recorded_at: {e}"
-    return entry["envelope"], (at, entry["recorded_at"]), None
+        return envelope, None, f"has a bad recorded_at: {e}"
+    return envelope, (at, recorded_at), None
 
 
 def _compare_stored_leaves(source: Ledger, start: int, leaves: list[bytes], report: AuditReport) -> None:
@@ -209,35 +385,3 @@ def _compare_stored_leaves(source: Ledger, start: int, leaves: list[bytes], repo
             report.problems.append(Problem(start + i, "the stored tree holds another leaf hash for it"))
         elif (0, start + i) not in stored:
             report.problems.append(Problem(start + i, "its leaf is missing from the stored tree"))
-
-
-def _replay(
-    replica: Ledger, config: Any, envelopes: list[Any], stamps: list[tuple[datetime, str]],
-    texts: list[str], start: int, report: AuditReport,
-) -> None:
-    """Replay a chunk; on a rejection, replay up to it, put the bad entry in the replica's
-    log unapplied, and go on after it, so one bad entry does not hide the rest."""
-    position, end = 0, len(envelopes)
-    while position < end:
-        genesis = start + position == 0
-        stop = min(position + 2, end) if genesis else end
-        try:
-            if genesis:
-                replica.replay(envelopes[position:stop], stamps[position:stop],
-                               origin=config.origin, root_org=config.root_org)
-            else:
-                replica.replay(envelopes[position:stop], stamps[position:stop])
-            position = stop
-        except Rejected as e:
-            bad = position + (e.position or 0)
-            if bad > position and not genesis:
-                replica.replay(envelopes[position:bad], stamps[position:bad])
-            report.problems.append(Problem(start + bad, f"fails on replay: [{e.kind.value}] {e.detail}"))
-            if genesis:
-                raise _GenesisBroken() from None
-            replica.record_unverified(start + bad, texts[bad], stamps[bad][0])
-            position = bad + 1
-
-
-class _GenesisBroken(Exception):
-    """Entries 0 and 1 do not start a ledger: nothing after them can be replayed."""

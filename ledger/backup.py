@@ -305,10 +305,10 @@ def erase(target: Ledger) -> None:
 
         schema = Identifier(recorder.datastore.schema)
         with recorder.datastore.transaction(commit=True) as curs:
-            for table in (recorder.events_table_name, "merkle_nodes", "checkpoints"):
+            for table in (recorder.events_table_name, "merkle_nodes", "checkpoints", "statements"):
                 curs.execute(SQL("TRUNCATE {}.{}").format(schema, Identifier(table)))
     else:
         with recorder.datastore.transaction(commit=True) as c:
-            for table in (recorder.events_table_name, "merkle_nodes", "checkpoints"):
+            for table in (recorder.events_table_name, "merkle_nodes", "checkpoints", "statements"):
                 c.execute(f"DELETE FROM {table}")
     target._config = None  # noqa: SLF001 - it described what was erased

@@ -10,7 +10,6 @@ from ledger.domain.batch import Batch
 from ledger.domain.case import Case
 from ledger.domain.key import Key
 from ledger.domain.organization import Organization
-from ledger.domain.record import StatementRecord
 from ledger.domain.shipment import Shipment
 from ledger.envelope import Envelope
 from ledger.keys import key_id
@@ -21,7 +20,6 @@ _ORG_FIELDS = ("uscc", "org", "to", "subject", "respondent")
 
 def references(envelope: Envelope, s: Statement) -> Iterator[UUID]:
     """Ids the rules may look up; a superset is harmless, a miss only costs a query."""
-    yield StatementRecord.create_id(s.id)
     yield Organization.create_id(s.by)
     for sig in envelope.signatures:
         yield Key.create_id(sig.keyid)

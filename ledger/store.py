@@ -30,6 +30,9 @@ from ledger.errors import LedgerError, StorageError
 
 Coord = tuple[int, int]
 NewNode = tuple[int, int, bytes]
+# A recorded statement, by its `id` (16 bytes): index, envelope digest, recorded_at,
+# leaf hash. What idempotency needs, written in the append's transaction.
+StatementRow = tuple[bytes, int, bytes, str, bytes]
 
 DEFAULT_DB = "qledger.db"
 
@@ -49,6 +52,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "PRIMARY KEY (level, idx)) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS checkpoints ("
             "size INTEGER PRIMARY KEY, note TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS statements ("
+            "id BLOB PRIMARY KEY, idx INTEGER NOT NULL, digest BLOB NOT NULL, "
+            "recorded_at TEXT NOT NULL, leaf_hash BLOB NOT NULL) WITHOUT ROWID",
         ]
 
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
@@ -75,7 +81,25 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         checkpoint: tuple[int, str] | None = kwargs.get("checkpoint")
         if checkpoint:
             c.execute("INSERT INTO checkpoints VALUES (?,?)", checkpoint)
+        statements: Sequence[StatementRow] = kwargs.get("statements", ())
+        if statements:
+            # A statement id recorded by another writer meanwhile fails the primary
+            # key: an IntegrityError, which the library raises as a record conflict.
+            c.executemany("INSERT INTO statements VALUES (?,?,?,?,?)", statements)
         return ids
+
+    def find_statements(self, ids: Sequence[bytes]) -> dict[bytes, StatementRow]:
+        """The recorded statements among `ids`, in one query per 30,000."""
+        out: dict[bytes, StatementRow] = {}
+        for start in range(0, len(ids), 30000):
+            part = ids[start : start + 30000]
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT * FROM statements WHERE id IN ({','.join('?' * len(part))})", part
+                )
+                for row in c.fetchall():
+                    out[bytes(row[0])] = (bytes(row[0]), row[1], bytes(row[2]), row[3], bytes(row[4]))
+        return out
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         with self.datastore.transaction(commit=False) as c:
@@ -195,9 +219,24 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self._checkpoint_at = SQL("SELECT note FROM {schema}.checkpoints WHERE size = %s").format(
             schema=schema
         )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.statements ("
+                "id bytea PRIMARY KEY, idx bigint NOT NULL, digest bytea NOT NULL, "
+                "recorded_at text NOT NULL, leaf_hash bytea NOT NULL)"
+            ).format(schema=schema)
+        )
+        self._insert_statements = SQL(
+            "INSERT INTO {schema}.statements (id, idx, digest, recorded_at, leaf_hash) "
+            "SELECT * FROM unnest(%b::bytea[], %b::bigint[], %b::bytea[], %b::text[], %b::bytea[])"
+        ).format(schema=schema)
+        self._find_statements = SQL(
+            "SELECT id, idx, digest, recorded_at, leaf_hash FROM {schema}.statements "
+            "WHERE id = ANY(%b::bytea[])"
+        ).format(schema=schema)
         self._insert_nodes = SQL(
             "INSERT INTO {schema}.merkle_nodes (level, idx, hash) "
-            "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
+            "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[])"
         ).format(schema=schema)
         self._select_nodes = SQL(
             "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(l, i) "
@@ -206,7 +245,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         ).format(schema=schema)
         self._insert_arrays = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, table=Identifier(self.events_table_name))
         # One primary-key range scan per id. Without OFFSET 0 the planner flattens the
@@ -215,7 +254,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # milliseconds, at a million entries.
         self._select_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v) "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS w(id, v) "
             "CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state "
             "FROM {schema}.{table} x WHERE x.originator_id = w.id AND x.originator_version > w.v "
             "OFFSET 0) e "
@@ -235,8 +274,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     ) -> None:
         # The library sends events as an array of a composite type, which psycopg
         # dumps as text in Python: over half the cost of recording an entry. Four
-        # arrays of plain types are dumped in binary; the statement is otherwise the
-        # library's (same lock, same NOTIFY, rows returned in insertion order).
+        # arrays of plain types are dumped in binary (%b: with %s psycopg escapes text
+        # and bytea arrays element by element in Python); the statement is otherwise
+        # the library's (same lock, same NOTIFY, rows returned in insertion order).
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(
@@ -268,7 +308,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         if checkpoint:
             with curs.connection.cursor() as cp_curs:
                 cp_curs.execute(self._insert_checkpoint, checkpoint, prepare=True)
+        statements: Sequence[StatementRow] = kwargs.get("statements", ())
+        if statements:
+            with curs.connection.cursor() as st_curs:
+                st_curs.execute(
+                    self._insert_statements, [list(c) for c in zip(*statements)], prepare=True
+                )
         return ids
+
+    def find_statements(self, ids: Sequence[bytes]) -> dict[bytes, StatementRow]:
+        """The recorded statements among `ids`, in one query."""
+        if not ids:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            _without_jit(conn)
+            curs.execute(self._find_statements, (list(ids),), prepare=True)
+            return {
+                bytes(r["id"]): (bytes(r["id"]), r["idx"], bytes(r["digest"]), r["recorded_at"],
+                                 bytes(r["leaf_hash"]))
+                for r in curs.fetchall()
+            }
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -84,3 +85,64 @@ class UnitOfWork:
                 except KeyError:
                     pass
         self._loaded.clear()
+
+
+class InMemoryState:
+    """Aggregates in a dict and nowhere else: the audit's state, entry by entry.
+
+    The rules run against it exactly as against the store. An entry the rules refuse
+    leaves no trace: what it added is dropped, and aggregates it may have changed
+    before refusing (`careful`) are put back as they were. Pending events are dropped
+    after each entry; nothing here is ever saved.
+    """
+
+    def __init__(self) -> None:
+        self._all: dict[UUID, Aggregate] = {}
+        self._touched: list[Aggregate] = []
+        self._added: list[UUID] = []
+        self._saved: dict[UUID, Aggregate] = {}
+        self.careful = False
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        found = self._all.get(aggregate_id)
+        if found is None or not isinstance(found, cls):
+            return None
+        if self.careful and aggregate_id not in self._saved:
+            self._saved[aggregate_id] = _copy(found)
+        self._touched.append(found)
+        return found
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._all[aggregate.id] = aggregate
+        self._added.append(aggregate.id)
+        self._touched.append(aggregate)
+
+    def keep(self) -> None:
+        """The entry was applied."""
+        for aggregate in self._touched:
+            if aggregate._pending_events:
+                aggregate._pending_events.clear()
+        self._end()
+
+    def undo(self) -> None:
+        """The entry was refused."""
+        for aggregate_id in self._added:
+            self._all.pop(aggregate_id, None)
+        self._all.update(self._saved)
+        self.keep()
+
+    def _end(self) -> None:
+        self._touched.clear()
+        self._added.clear()
+        self._saved.clear()
+        self.careful = False
+
+
+def _copy(aggregate: A) -> A:
+    """A copy that shares nothing mutable with the original (aggregates hold only
+    scalars, lists and dicts of scalars)."""
+    copied = copy.copy(aggregate)
+    for name, value in vars(copied).items():
+        if type(value) is dict or type(value) is list:
+            setattr(copied, name, value.copy())
+    return copied

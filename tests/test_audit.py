@@ -191,3 +191,33 @@ def test_checkpoints_of_an_honest_ledger_are_consistent(db_url: str) -> None:
     new = verify_checkpoint(world.ledger.checkpoint(), world.ledger.config.log_key)
     verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
                        world.ledger.consistency_proof(old.size, new.size))
+
+
+def test_an_entry_refused_on_replay_leaves_no_trace_on_the_entries_after_it(db_url: str) -> None:
+    """Someone with the farm's key replaces an entry with a batch made of two inputs, the
+    second more than the farm holds. Replayed, it consumes the first input and is then
+    refused: the audit names it, and the shipment of all of the first input after it
+    still replays, because the refused entry's consumption was undone."""
+    from ledger.application import entry_bytes
+    from ledger.canonical import canonical_bytes
+
+    world = chain(db_url)
+    world.produce(FARM, WHEAT, "A", 100)
+    world.produce(FARM, WHEAT, "B", 100)
+    target = world.produce(FARM, WHEAT, "C", 10).index
+    world.ship(FARM, WHEAT, "A", 100, MILL, "S-all-of-A")
+    forged = world.envelope(
+        "batch.produced", FARM, gtin=WHEAT, lot="D", product="面粉", category="food",
+        quantity=10, unit="kg", produced_at="2026-11-20T06:00:00Z", standard="GB/T 1355-2021",
+        inputs=[{"gtin": WHEAT, "lot": "A", "quantity": 50},
+                {"gtin": WHEAT, "lot": "B", "quantity": 500}],
+    )
+
+    def replace(state: dict[str, Any]) -> None:
+        recorded_at = json.loads(state["entry"])["recorded_at"]
+        state["entry"] = entry_bytes(canonical_bytes(forged), recorded_at).decode()
+
+    edit_log_row(db_url, target + 1, replace)
+    report = audit(Ledger(db_url))
+    assert report.bad_indexes() == [target]
+    assert any(p.index == target and "fails on replay" in p.detail for p in report.problems)

@@ -264,3 +264,20 @@ def test_a_large_batch_verified_in_worker_processes_still_names_the_first_bad_si
                                     quantity=1, to=MILL, shipment="S-250")
     assert len(world.ledger.append(envelopes)) == 300
     world.ledger.close()
+
+
+def test_the_envelope_bytes_the_ledger_builds_are_its_canonical_json() -> None:
+    """The writer concatenates an envelope's JCS instead of canonicalising the object:
+    the same bytes, with one signature or several."""
+    from ledger import client, keys
+    from ledger.application import envelope_jcs
+    from ledger.canonical import canonical_bytes
+    from ledger.envelope import Envelope
+
+    first, second = keys.generate_private_key(), keys.generate_private_key()
+    statement = client.new_statement("batch.received", ROOT, shipment="S-1", quantity=3)
+    one = Envelope.from_json(client.sign(statement, first))
+    both = client.sign(statement, first)
+    both["signatures"] += client.sign(statement, second)["signatures"]
+    for envelope in (one, Envelope.from_json(both)):
+        assert envelope_jcs(envelope) == canonical_bytes(envelope.to_json())

@@ -1,13 +1,18 @@
 """A product batch (GTIN-14 + lot): who holds how much of it, and where it went.
 
 Conservation: quantity = sum(holdings) + in_transit + consumed, always.
+
+Commands check, then trigger an event; each event's `apply` is the state change,
+the same when the command runs and when the batch is rebuilt from stored events.
+(Explicit event classes instead of the library's @event-decorated methods: these run
+for every entry, and the decorators' argument handling cost more than the rules.)
 """
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -18,7 +23,13 @@ class Batch(Aggregate):
     def create_id(gtin: str, lot: str) -> UUID:
         return named("batch", gtin, lot)
 
-    @event("Produced")
+    class Produced(Aggregate.Created):
+        gtin: str
+        lot: str
+        producer: str
+        quantity: int
+        entry: int
+
     def __init__(self, gtin: str, lot: str, producer: str, quantity: int, entry: int) -> None:
         self.gtin = gtin
         self.lot = lot
@@ -28,6 +39,13 @@ class Batch(Aggregate):
         self.holdings: dict[str, int] = {producer: quantity}
         self.in_transit = 0
         self.consumed = 0
+
+    @classmethod
+    def produce(cls, gtin: str, lot: str, producer: str, quantity: int, entry: int) -> Batch:
+        return cls._created(
+            cls.Produced, cls.create_id(gtin, lot), gtin=gtin, lot=lot, producer=producer,
+            quantity=quantity, entry=entry,
+        )
 
     def __str__(self) -> str:
         return f"batch {self.gtin}/{self.lot}"
@@ -52,19 +70,47 @@ class Batch(Aggregate):
         else:
             del self.holdings[org]
 
-    @event("Shipped")
+    class Shipped(Aggregate.Event):
+        sender: str
+        quantity: int
+        shipment: str
+        entry: int
+
+        def apply(self, batch: Batch) -> None:
+            batch._take(self.sender, self.quantity)
+            batch.in_transit += self.quantity
+
     def ship(self, sender: str, quantity: int, shipment: str, entry: int) -> None:
         self.check_holds(sender, quantity)
-        self._take(sender, quantity)
-        self.in_transit += quantity
+        self.trigger_event(
+            self.Shipped, sender=sender, quantity=quantity, shipment=shipment, entry=entry
+        )
 
-    @event("Received")
+    class Received(Aggregate.Event):
+        receiver: str
+        quantity: int
+        shipment: str
+        entry: int
+
+        def apply(self, batch: Batch) -> None:
+            batch.in_transit -= self.quantity
+            batch.holdings[self.receiver] = batch.held_by(self.receiver) + self.quantity
+
     def receive(self, receiver: str, quantity: int, shipment: str, entry: int) -> None:
-        self.in_transit -= quantity
-        self.holdings[receiver] = self.held_by(receiver) + quantity
+        self.trigger_event(
+            self.Received, receiver=receiver, quantity=quantity, shipment=shipment, entry=entry
+        )
 
-    @event("Consumed")
+    class Consumed(Aggregate.Event):
+        holder: str
+        quantity: int
+        into: str
+        entry: int
+
+        def apply(self, batch: Batch) -> None:
+            batch._take(self.holder, self.quantity)
+            batch.consumed += self.quantity
+
     def consume(self, holder: str, quantity: int, into: str, entry: int) -> None:
         self.check_holds(holder, quantity)
-        self._take(holder, quantity)
-        self.consumed += quantity
+        self.trigger_event(self.Consumed, holder=holder, quantity=quantity, into=into, entry=entry)

@@ -1,10 +1,13 @@
-"""A dispute case: who complained about whom, and how it ended."""
+"""A dispute case: who complained about whom, and how it ended.
+
+Explicit event classes with their `apply`, as in ledger/domain/batch.py (why: there).
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -15,13 +18,25 @@ class Case(Aggregate):
     def create_id(case: str) -> UUID:
         return named("case", case)
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        case: str
+        opened_by: str
+        respondent: str
+        entry: int
+
     def __init__(self, case: str, opened_by: str, respondent: str, entry: int) -> None:
         self.case = case
         self.opened_by = opened_by
         self.respondent = respondent
         self.opened_entry = entry
         self.finding: str | None = None
+
+    @classmethod
+    def open(cls, case: str, opened_by: str, respondent: str, entry: int) -> Case:
+        return cls._created(
+            cls.Opened, cls.create_id(case), case=case, opened_by=opened_by,
+            respondent=respondent, entry=entry,
+        )
 
     def is_party(self, org: str) -> bool:
         return org in (self.opened_by, self.respondent)
@@ -30,7 +45,13 @@ class Case(Aggregate):
         if self.finding is not None:
             raise Rejected(Rejection.CASE_CLOSED, f"case {self.case} was resolved: {self.finding}")
 
-    @event("Resolved")
+    class Resolved(Aggregate.Event):
+        finding: str
+        entry: int
+
+        def apply(self, case: Case) -> None:
+            case.finding = self.finding
+
     def resolve(self, finding: str, entry: int) -> None:
         self.check_open()
-        self.finding = finding
+        self.trigger_event(self.Resolved, finding=finding, entry=entry)

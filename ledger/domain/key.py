@@ -1,11 +1,14 @@
-"""A signing key registered to one organization, with its validity window."""
+"""A signing key registered to one organization, with its validity window.
+
+Explicit event classes with their `apply`, as in ledger/domain/batch.py (why: there).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -16,7 +19,13 @@ class Key(Aggregate):
     def create_id(keyid: str) -> UUID:
         return named("key", keyid)
 
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        keyid: str
+        org: str
+        public_key: str
+        valid_from: datetime | None
+        entry: int
+
     def __init__(
         self, keyid: str, org: str, public_key: str, valid_from: datetime | None, entry: int
     ) -> None:
@@ -26,6 +35,15 @@ class Key(Aggregate):
         self.valid_from = valid_from
         self.registered_entry = entry
         self.revoked_at: datetime | None = None
+
+    @classmethod
+    def register(
+        cls, keyid: str, org: str, public_key: str, valid_from: datetime | None, entry: int
+    ) -> Key:
+        return cls._created(
+            cls.Registered, cls.create_id(keyid), keyid=keyid, org=org, public_key=public_key,
+            valid_from=valid_from, entry=entry,
+        )
 
     def check_active(self, at: datetime, what: str) -> None:
         """A key signs from `valid_from` up to, not including, `revoked_at`."""
@@ -42,8 +60,14 @@ class Key(Aggregate):
                 f"{self.valid_from.isoformat()}; {what} is before that",
             )
 
-    @event("Revoked")
+    class Revoked(Aggregate.Event):
+        revoked_at: datetime
+        entry: int
+
+        def apply(self, key: Key) -> None:
+            key.revoked_at = self.revoked_at
+
     def revoke(self, revoked_at: datetime, entry: int) -> None:
         if self.revoked_at is not None:
             raise Rejected(Rejection.KEY_REVOKED, f"key {self.keyid} is already revoked")
-        self.revoked_at = revoked_at
+        self.trigger_event(self.Revoked, revoked_at=revoked_at, entry=entry)

@@ -1,10 +1,13 @@
-"""An organization keyed by its USCC: roles, region, and blacklist status."""
+"""An organization keyed by its USCC: roles, region, and blacklist status.
+
+Explicit event classes with their `apply`, as in ledger/domain/batch.py (why: there).
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -15,7 +18,13 @@ class Organization(Aggregate):
     def create_id(uscc: str) -> UUID:
         return named("org", uscc)
 
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        uscc: str
+        name: str
+        roles: list[str]
+        region: str
+        entry: int
+
     def __init__(self, uscc: str, name: str, roles: list[str], region: str, entry: int) -> None:
         self.uscc = uscc
         self.name = name
@@ -23,6 +32,13 @@ class Organization(Aggregate):
         self.region = region
         self.registered_entry = entry
         self.blacklisted = False
+
+    @classmethod
+    def register(cls, uscc: str, name: str, roles: list[str], region: str, entry: int) -> Organization:
+        return cls._created(
+            cls.Registered, cls.create_id(uscc), uscc=uscc, name=name, roles=list(roles),
+            region=region, entry=entry,
+        )
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -35,14 +51,24 @@ class Organization(Aggregate):
                 f"it needs the role {' or '.join(roles)}",
             )
 
-    @event("Blacklisted")
+    class Blacklisted(Aggregate.Event):
+        entry: int
+
+        def apply(self, org: Organization) -> None:
+            org.blacklisted = True
+
     def blacklist(self, entry: int) -> None:
         if self.blacklisted:
             raise Rejected(Rejection.ALREADY_BLACKLISTED, f"{self.uscc} is already on the blacklist")
-        self.blacklisted = True
+        self.trigger_event(self.Blacklisted, entry=entry)
 
-    @event("Delisted")
+    class Delisted(Aggregate.Event):
+        entry: int
+
+        def apply(self, org: Organization) -> None:
+            org.blacklisted = False
+
     def delist(self, entry: int) -> None:
         if not self.blacklisted:
             raise Rejected(Rejection.NOT_BLACKLISTED, f"{self.uscc} is not on the blacklist")
-        self.blacklisted = False
+        self.trigger_event(self.Delisted, entry=entry)

@@ -1,10 +1,13 @@
-"""A shipment of part of a batch from its holder to another organization."""
+"""A shipment of part of a batch from its holder to another organization.
+
+Explicit event classes with their `apply`, as in ledger/domain/batch.py (why: there).
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
+from ledger.domain.base import Aggregate
 
 from ledger.domain.ids import named
 from ledger.errors import Rejected, Rejection
@@ -15,7 +18,15 @@ class Shipment(Aggregate):
     def create_id(shipment: str) -> UUID:
         return named("shipment", shipment)
 
-    @event("Dispatched")
+    class Dispatched(Aggregate.Created):
+        shipment: str
+        gtin: str
+        lot: str
+        sender: str
+        receiver: str
+        quantity: int
+        entry: int
+
     def __init__(
         self, shipment: str, gtin: str, lot: str, sender: str, receiver: str, quantity: int,
         entry: int,
@@ -28,6 +39,16 @@ class Shipment(Aggregate):
         self.quantity = quantity
         self.shipped_entry = entry
         self.received_entry: int | None = None
+
+    @classmethod
+    def dispatch(
+        cls, shipment: str, gtin: str, lot: str, sender: str, receiver: str, quantity: int,
+        entry: int,
+    ) -> Shipment:
+        return cls._created(
+            cls.Dispatched, cls.create_id(shipment), shipment=shipment, gtin=gtin, lot=lot,
+            sender=sender, receiver=receiver, quantity=quantity, entry=entry,
+        )
 
     def check_receivable(self, receiver: str, quantity: int) -> None:
         if receiver != self.receiver:
@@ -49,7 +70,14 @@ class Shipment(Aggregate):
                 "a short delivery is recorded as a case",
             )
 
-    @event("Received")
+    class Received(Aggregate.Event):
+        receiver: str
+        quantity: int
+        entry: int
+
+        def apply(self, shipment: Shipment) -> None:
+            shipment.received_entry = self.entry
+
     def receive(self, receiver: str, quantity: int, entry: int) -> None:
         self.check_receivable(receiver, quantity)
-        self.received_entry = entry
+        self.trigger_event(self.Received, receiver=receiver, quantity=quantity, entry=entry)
