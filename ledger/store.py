@@ -41,7 +41,44 @@ class TreeNodesMissing(LedgerError):
     """The tree table lacks nodes the log says exist: the database was tampered with."""
 
 
-class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+class _UpperNodes:
+    """The upper levels of the tree, kept in memory once read.
+
+    A stored node is the hash of a perfect subtree: once written it never changes. An
+    inclusion or consistency proof needs one node per level, and the nodes of the
+    upper levels are the same for nearly every proof, so only the lower levels cost
+    lookups in the database. Level 0 (the leaves, which `audit` compares with what it
+    recomputes) is never kept; and the memory is bounded.
+    """
+
+    _FROM_LEVEL = 6  # 1/64 of the leaves: the nodes every proof of a region shares
+    _MAX_NODES = 1 << 16  # about 8 MB at most
+
+    _upper: dict[Coord, bytes] | None = None
+
+    def _read_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        raise NotImplementedError
+
+    def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
+        if not coords:
+            return {}
+        if self._upper is None:
+            self._upper = {}
+        upper = self._upper
+        found = {c: upper[c] for c in coords if c in upper}
+        missing = [c for c in coords if c not in found]
+        if missing:
+            read = self._read_nodes(missing)
+            found.update(read)
+            if len(upper) < self._MAX_NODES:
+                upper.update((c, h) for c, h in read.items() if c[0] >= self._FROM_LEVEL)
+        return _complete(coords, found)
+
+    def _forget_upper_nodes(self) -> None:
+        self._upper = None
+
+
+class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
     """The library's SQLite application recorder, with the Merkle nodes beside the events."""
 
     def construct_create_table_statements(self) -> list[str]:
@@ -113,9 +150,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
         return row[0] if row else None
 
-    def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
-        if not coords:
-            return {}
+    def _read_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         placeholders = ",".join("(?,?)" for _ in coords)
         params = [v for coord in coords for v in coord]
         with self.datastore.transaction(commit=False) as c:
@@ -126,8 +161,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 "FROM w JOIN merkle_nodes n ON n.level = w.l AND n.idx = w.i",
                 params,
             )
-            found = {(row[0], row[1]): bytes(row[2]) for row in c.fetchall()}
-        return _complete(coords, found)
+            return {(row[0], row[1]): bytes(row[2]) for row in c.fetchall()}
 
     def select_events_after(self, pairs: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
         """Events of many aggregates in one query: those of each id after its version."""
@@ -187,11 +221,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
 
     def drop_nodes_from(self, size: int) -> None:
         """Used by tests that play an attacker."""
+        self._forget_upper_nodes()
         with self.datastore.transaction(commit=True) as c:
             c.execute("DELETE FROM merkle_nodes WHERE (idx + 1) << level > ?", (size,))
 
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder):
+class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
     """The library's PostgreSQL application recorder, with the Merkle nodes beside the events."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -341,17 +376,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
         return row["note"] if row else None
 
-    def get_nodes(self, coords: Sequence[Coord]) -> Mapping[Coord, bytes]:
-        if not coords:
-            return {}
+    def _read_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             _without_jit(conn)
             curs.execute(
                 self._select_nodes, ([c[0] for c in coords], [c[1] for c in coords]),
                 prepare=True,
             )
-            found = {(row["level"], row["idx"]): bytes(row["hash"]) for row in curs.fetchall()}
-        return _complete(coords, found)
+            return {(row["level"], row["idx"]): bytes(row["hash"]) for row in curs.fetchall()}
 
     def select_versions(self, originator_id: UUID, versions: Sequence[int]) -> list[StoredEvent]:
         """The events of one aggregate at the given versions, in one query."""
@@ -392,6 +424,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ]
 
     def drop_nodes_from(self, size: int) -> None:
+        self._forget_upper_nodes()
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 SQL("DELETE FROM {schema}.merkle_nodes WHERE (idx + 1) << level > %s").format(

@@ -15,8 +15,10 @@ from typing import Any
 
 from ledger.errors import NotFound
 from ledger.timefmt import parse_time
-from traceability.blacklist import is_listed
+from traceability.blacklist import _event as blacklist_event
+from traceability.blacklist import in_force
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
+from traceability.sql import Tx
 from traceability.views import Views
 
 __all__ = ["DEFAULT_POLICY", "Award", "Credit", "CreditLine", "CreditPolicy", "HistoryPoint",
@@ -99,29 +101,35 @@ def credit(views: Views, uscc: str, at: datetime | None = None) -> Credit:
     Raises NotFound for an organization that is not registered."""
     when = at or views.clock()
     with views.reading() as tx:
-        if tx.row("SELECT uscc FROM v_organizations WHERE uscc = ?", (uscc,)) is None:
-            raise NotFound(f"organization {uscc} is not registered")
-        lines = [
-            CreditLine(r["entry"], r["delta"], r["reason"], r["rule"], r["policy"],
-                       r["recorded_at"], r["valid_until"])
-            for r in tx.rows(
-                "SELECT entry, delta, reason, rule, policy, recorded_at, valid_until "
-                "FROM v_credit_lines WHERE org = ? ORDER BY entry", (uscc,)
-            )
-        ]
-        awards = [
-            Award(r["title"], r["valid_until"], r["entry"])
-            for r in tx.rows(
-                "SELECT title, valid_until, entry, recorded_at FROM v_awards WHERE org = ? "
-                "ORDER BY entry", (uscc,)
-            )
-            if parse_time(r["recorded_at"]) <= when < parse_time(r["valid_until"])
-        ]
+        return credit_in(tx, views.policy, uscc, when)
+
+
+def credit_in(tx: Tx, policy: CreditPolicy, uscc: str, when: datetime) -> Credit:
+    """`credit` inside a reading transaction: the scan view asks it in its own."""
+    if tx.row("SELECT uscc FROM v_organizations WHERE uscc = ?", (uscc,)) is None:
+        raise NotFound(f"organization {uscc} is not registered")
+    lines = [
+        CreditLine(r["entry"], r["delta"], r["reason"], r["rule"], r["policy"],
+                   r["recorded_at"], r["valid_until"])
+        for r in tx.rows(
+            "SELECT entry, delta, reason, rule, policy, recorded_at, valid_until "
+            "FROM v_credit_lines WHERE org = ? ORDER BY entry", (uscc,)
+        )
+    ]
+    awards = [
+        Award(r["title"], r["valid_until"], r["entry"])
+        for r in tx.rows(
+            "SELECT title, valid_until, entry, recorded_at FROM v_awards WHERE org = ? "
+            "ORDER BY entry", (uscc,)
+        )
+        if parse_time(r["recorded_at"]) <= when < parse_time(r["valid_until"])
+    ]
+    listings = tx.rows("SELECT * FROM v_blacklist WHERE org = ? ORDER BY entry", (uscc,))
+    blacklisted = uscc in in_force(map(blacklist_event, listings), when)
     explain = tuple(line for line in lines if line.counts_at(when))
     score = sum(line.delta for line in explain)
-    blacklisted = is_listed(views, uscc, when)
     return Credit(
-        uscc, when, views.policy.name, score, views.policy.grade(score, blacklisted),
+        uscc, when, policy.name, score, policy.grade(score, blacklisted),
         blacklisted, tuple(awards), explain, _history(lines, when),
     )
 

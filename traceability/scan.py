@@ -14,7 +14,7 @@ from typing import Any
 
 from ledger.errors import NotFound
 from ledger.log.checkpoint import parse_checkpoint
-from traceability.credit import credit
+from traceability.credit import credit_in
 from traceability.trace import batch_key, reach_sql
 from traceability.views import Views
 
@@ -163,7 +163,8 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
                 key,
             )
         )
-    standing = credit(views, found["producer"], at)
+        # In the same snapshot: one transaction, not one more per question.
+        standing = credit_in(tx, views.policy, found["producer"], at or views.clock())
     producer = ScanProducer(found["producer"], found["producer_name"] or "", standing.grade,
                             standing.score, standing.blacklisted)
     if recalls:

@@ -11,7 +11,11 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from psycopg.rows import tuple_row
+
 Row = dict[str, Any]
+
+_TUPLE_ROW = tuple_row
 
 
 @lru_cache(maxsize=512)
@@ -26,6 +30,9 @@ class Tx:
     def __init__(self, cursor: Any, *, postgres: bool) -> None:
         self._cursor = cursor
         self._postgres = postgres
+        # The driver's own cursor (the library wraps SQLite's), whose row factory
+        # `tuples` switches for one query.
+        self._raw = cursor if postgres else getattr(cursor, "sqlite_cursor", cursor)
 
     def _sql(self, sql: str) -> str:
         return _to_pyformat(sql) if self._postgres else sql
@@ -41,6 +48,18 @@ class Tx:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         self._cursor.execute(self._sql(sql), tuple(params))
         return [dict(r) for r in self._cursor.fetchall()]
+
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as tuples in the order of the select list: for answers of many rows,
+        where building a dict per row costs more than the query."""
+        cursor = self._raw
+        saved = cursor.row_factory
+        cursor.row_factory = _TUPLE_ROW if self._postgres else None
+        try:
+            cursor.execute(self._sql(sql), tuple(params))
+            return cursor.fetchall()  # type: ignore[no-any-return]
+        finally:
+            cursor.row_factory = saved
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         found = self.rows(sql, params)
