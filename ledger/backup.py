@@ -295,6 +295,10 @@ def seekable(stream: IO[str]) -> Iterator[IO[str]]:
         yield copy
 
 
+# The tables the ledger's recorder writes beside the library's events table (ledger/store.py).
+TABLES = ("merkle_nodes", "checkpoints", "statements")
+
+
 def erase(target: Ledger) -> None:
     """Empty a ledger this import filled in part. Written against the storage tables
     because no ledger method deletes anything, by design: this is the one place that
@@ -305,10 +309,11 @@ def erase(target: Ledger) -> None:
 
         schema = Identifier(recorder.datastore.schema)
         with recorder.datastore.transaction(commit=True) as curs:
-            for table in (recorder.events_table_name, "merkle_nodes", "checkpoints", "statements"):
+            for table in (recorder.events_table_name, *TABLES):
                 curs.execute(SQL("TRUNCATE {}.{}").format(schema, Identifier(table)))
     else:
         with recorder.datastore.transaction(commit=True) as c:
-            for table in (recorder.events_table_name, "merkle_nodes", "checkpoints", "statements"):
+            for table in (recorder.events_table_name, *TABLES):
                 c.execute(f"DELETE FROM {table}")
+    recorder.forget_cached_nodes()  # the upper tree levels it held were of the erased tree
     target._config = None  # noqa: SLF001 - it described what was erased

@@ -74,7 +74,7 @@ class _UpperNodes:
                 upper.update((c, h) for c, h in read.items() if c[0] >= self._FROM_LEVEL)
         return _complete(coords, found)
 
-    def _forget_upper_nodes(self) -> None:
+    def forget_cached_nodes(self) -> None:
         self._upper = None
 
 
@@ -221,7 +221,7 @@ class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
 
     def drop_nodes_from(self, size: int) -> None:
         """Used by tests that play an attacker."""
-        self._forget_upper_nodes()
+        self.forget_cached_nodes()
         with self.datastore.transaction(commit=True) as c:
             c.execute("DELETE FROM merkle_nodes WHERE (idx + 1) << level > ?", (size,))
 
@@ -424,7 +424,7 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
             ]
 
     def drop_nodes_from(self, size: int) -> None:
-        self._forget_upper_nodes()
+        self.forget_cached_nodes()
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 SQL("DELETE FROM {schema}.merkle_nodes WHERE (idx + 1) << level > %s").format(
