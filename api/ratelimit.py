@@ -18,7 +18,12 @@ from starlette.responses import Response
 
 from api import problems
 
-PUBLIC_PREFIXES = ("/01/", "/v1/batches/", "/v1/orgs/", "/v1/blacklist", "/v1/qr/")
+# The public read routes: what anyone may ask without being an organization of the ledger.
+# Label sheets and case exports are the heaviest answers, so they count too.
+PUBLIC_PREFIXES = (
+    "/01/", "/v1/batches/", "/v1/products/", "/v1/orgs/", "/v1/blacklist", "/v1/qr/",
+    "/v1/labels/", "/v1/cases/", "/orgs/", "/blacklist", "/cases/",
+)
 MAX_CLIENTS = 100_000
 
 

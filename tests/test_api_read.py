@@ -143,3 +143,23 @@ def test_metrics_count_refusals_and_time_routes_by_template(shop: Shop) -> None:
     assert f"qledger_log_size {ledger.size()}" in text
     assert 'qledger_rejections_total{reason="bad-json"}' in text
     assert 'route="/01/{gtin}/10/{lot}"' in text and gtin not in text
+
+
+def test_every_public_read_route_draws_on_the_same_allowance(tmp_path: Path) -> None:
+    """Pages, products, label sheets and case exports are public too: once a client's
+    allowance is spent, every one of them answers 429, while the log's own routes do not."""
+    from api.settings import Settings
+    from ledger import keys
+
+    db = str(tmp_path / "q.db")
+    built = demo.build(db, tmp_path / "log.pem", tmp_path / "root.pem")
+    ledger = Ledger(db, log_key=keys.load_private_key(tmp_path / "log.pem"))
+    client = TestClient(create_app(ledger, Settings(db=db, read_rate_per_minute=1)))
+    gtin, lot = built.clean_bread
+    assert client.get("/v1/blacklist").status_code == 200  # the one request allowed
+    public = [f"/01/{gtin}", f"/01/{gtin}/10/{lot}", f"/v1/batches/{gtin}/{lot}",
+              f"/v1/products/{gtin}", f"/v1/orgs/{demo.BAKERY}", f"/orgs/{demo.BAKERY}",
+              "/blacklist", f"/v1/qr/{gtin}/{lot}.svg", f"/v1/labels/{gtin}/{lot}.svg",
+              "/cases/any", "/v1/cases/any/bundle"]
+    assert {path: client.get(path).status_code for path in public} == {p: 429 for p in public}
+    assert client.get("/v1/checkpoint").status_code == 200
