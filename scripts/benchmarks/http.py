@@ -44,7 +44,7 @@ from ledger import client, keys
 from ledger.application import Ledger
 from scripts.benchmarks import common
 from scripts.benchmarks.common import machine
-from scripts.benchmarks.trace import Nation
+from scripts.benchmarks.trace import Nation, generate
 from traceability.views import Views
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,17 +110,7 @@ def prepare_ledger(data: Path, entries: int, orgs: int, seed: int) -> dict[str, 
         keys.write_private_key(data / "log-key.pem", nation.log_key)
         keys.write_private_key(data / "root-key.pem", nation.keys[nation.root])
         (data / "root-org.txt").write_text(nation.root)
-        ledger = nation.create(str(db))
-        stream = nation.chains()
-        chunk: list[dict[str, Any]] = []
-        while ledger.size() + len(chunk) < entries:
-            chunk.append(next(stream))
-            if len(chunk) == 1000:
-                ledger.append(chunk)
-                chunk = []
-        if chunk:
-            ledger.append(chunk)
-        ledger.close()
+        generate(nation, str(db), entries).close()
         (data / "complete").write_text(f"{entries} entries, seed {seed}, {orgs} organizations\n")
         out["generated_s"] = round(time.perf_counter() - began, 1)
     ledger = Ledger(str(db), log_key=keys.load_private_key(data / "log-key.pem"))

@@ -155,7 +155,8 @@ def _size(db: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _generate(nation: Nation, db: str, entries: int) -> Ledger:
+def generate(nation: Nation, db: str, entries: int) -> Ledger:
+    """A new ledger at `db` with `entries` entries of the nation's supply chains."""
     ledger = nation.create(db)
     stream = nation.chains()
     chunk: list[dict[str, Any]] = []
@@ -196,7 +197,7 @@ def run_backend(
                 raise SystemExit(f"{db} holds an unfinished ledger: remove it first")
             ledger.close()
             began = time.perf_counter()
-            ledger = _generate(nation, db, entries)
+            ledger = generate(nation, db, entries)
             out["generate_and_ingest_s"] = round(time.perf_counter() - began, 1)
         out["reused"] = reused
         out["entries"] = ledger.size()
