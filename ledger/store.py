@@ -179,15 +179,7 @@ class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
                     "ORDER BY e.originator_id, e.originator_version",
                     params,
                 )
-                out.extend(
-                    StoredEvent(
-                        originator_id=UUID(row["originator_id"]),
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=row["state"],
-                    )
-                    for row in c.fetchall()
-                )
+                out.extend(_stored_events(c.fetchall()))
         return out
 
     def select_versions(self, originator_id: UUID, versions: Sequence[int]) -> list[StoredEvent]:
@@ -207,15 +199,7 @@ class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
                     "ON e.originator_id = ? AND e.originator_version = w.v",
                     [*part, originator_id.hex],
                 )
-                out.extend(
-                    StoredEvent(
-                        originator_id=UUID(row["originator_id"]),
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=row["state"],
-                    )
-                    for row in c.fetchall()
-                )
+                out.extend(_stored_events(c.fetchall()))
         out.sort(key=lambda e: e.originator_version)
         return out
 
@@ -575,3 +559,14 @@ class WriterLock:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
                 except psycopg.Error:  # the session is gone, and its lock with it
                     pass
+
+
+def _stored_events(rows: Sequence[Any]) -> Iterator[StoredEvent]:
+    """SQLite rows of the events table as the library's stored events."""
+    for row in rows:
+        yield StoredEvent(
+            originator_id=UUID(row["originator_id"]),
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=row["state"],
+        )
