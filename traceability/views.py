@@ -11,6 +11,7 @@ commit, before the writer hands out its receipts. Elsewhere, `follow` polls.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 APPENDED_TOPIC = get_topic(Appended)
 DEFAULT_CHUNK = 500
+# How Ledger.record_unverified names the statement of an entry it did not check.
+UNVERIFIED = "unverified-"
 
 
 class Views:
@@ -142,8 +145,19 @@ class Views:
         return True
 
     def _parse(self, notification: Notification) -> Parsed:
-        event: Appended = self.ledger.mapper.to_domain_event(notification)  # type: ignore[assignment]
-        return parse_entry(event.index, event.entry)
+        mapper = self.ledger.mapper
+        if mapper.compressor is None and mapper.cipher is None:
+            # The stored state is the transcoder's JSON object, whose `index`, `entry`
+            # and `statement_id` are plain JSON values: read just those, without
+            # building the library's event object (a third of the cost of a rebuild).
+            state = json.loads(notification.state)
+            index, text, statement_id = state["index"], state["entry"], state["statement_id"]
+        else:
+            event: Appended = mapper.to_domain_event(notification)  # type: ignore[assignment]
+            index, text, statement_id = event.index, event.entry, event.statement_id
+        # The audit's stand-ins for entries that failed were never checked: check them.
+        trusted = not statement_id.startswith(UNVERIFIED)
+        return parse_entry(index, text, trusted=trusted)
 
     def _read_statement(self, index: int) -> Statement | None:
         """An entry's statement as signed, for corrections (entries never change)."""
