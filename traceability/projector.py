@@ -55,18 +55,21 @@ class Parsed:
     problem: str | None = None
 
 
-def parse_entry(index: int, text: str) -> Parsed:
+def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
     """Read an entry's text (JCS of {envelope, recorded_at}); never raises for bad content.
 
     Only the statement is read, not the envelope around it: the ledger checked the
     envelope's form, canonical spelling and signatures when it recorded the entry,
     and `qledger audit` checks them again. Checking them here too was half the cost
-    of building the views from the log."""
+    of building the views from the log. `trusted` goes one step further for an entry
+    the ledger recorded as verified: its statement's fields are not checked again
+    either (parse_statement's trusted read), which was most of what was left."""
     try:
         entry = json.loads(text)
         payload = b64decode(entry["envelope"]["payload"], validate=True)
-        return Parsed(index, str(entry["recorded_at"]), parse_statement(json.loads(payload)))
-    except (LedgerError, ValueError, KeyError, TypeError) as e:
+        statement = parse_statement(json.loads(payload), trusted=trusted)
+        return Parsed(index, str(entry["recorded_at"]), statement)
+    except (LedgerError, ValueError, KeyError, TypeError, AttributeError) as e:
         return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
 
 
