@@ -28,7 +28,7 @@ from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 from ledger.canonical import b64encode, canonical_bytes
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
-from ledger.domain.log import Appended, LedgerConfig, appended
+from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
 from ledger.envelope import Envelope
 from ledger.keys import key_id, load_private_key
@@ -415,7 +415,7 @@ class Ledger(Application[UUID]):
                 raise InvalidRequest(f"entry {index} cannot follow a log of {frontier.size}")
             leaf = leaf_hash(text.encode())
             nodes = frontier.append(leaf)
-            self._save([], [appended(index, text, leaf.hex(), f"unverified-{index}", at)], nodes, None)
+            self._save([], [appended(index, text, leaf.hex(), f"{UNVERIFIED}{index}", at)], nodes, None)
 
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""

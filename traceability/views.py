@@ -25,7 +25,7 @@ from eventsourcing.persistence import InfrastructureFactory, Notification, Persi
 from eventsourcing.utils import Environment, get_topic
 
 from ledger.application import Ledger
-from ledger.domain.log import Appended
+from ledger.domain.log import UNVERIFIED, Appended
 from ledger.errors import LedgerError, NotFound, StorageError
 from ledger.statements import Statement
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
@@ -45,8 +45,6 @@ DEFERRED_INDEXES = (
     "v_batches_producer", "v_inputs_input", "v_inputs_output", "v_shipments_batch",
     "v_shipments_sender", "v_shipments_receiver", "v_checks_stats", "v_recalls_batch",
 )
-# How Ledger.record_unverified names the statement of an entry it did not check.
-UNVERIFIED = "unverified-"
 
 
 class Views:

@@ -15,6 +15,11 @@ from eventsourcing.domain import Aggregate, event
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 
 
+# The statement id of an entry the audit put in the log without applying it (a stand-in
+# for one that failed): readers must check such an entry in full, not trust it.
+UNVERIFIED = "unverified-"
+
+
 class Appended(Aggregate.Event):
     """Entry `index` of the log: its exact JCS bytes (ASCII) and its leaf hash (hex)."""
 
