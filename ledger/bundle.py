@@ -38,6 +38,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,7 @@ from ledger.errors import LedgerError, Rejected, VerificationError
 from ledger.keys import encode_public_key
 from ledger.log.hasher import leaf_hash, node_hash
 from ledger.log.verify import Checkpoint, parse_verifier_key, verify_checkpoint, verify_inclusion
+from ledger.parallel import MIN_PARALLEL, ParallelVerifier, verify_all
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import parse_time
 from ledger.timeline import timeline
@@ -60,6 +62,7 @@ _ITEM_FIELDS = frozenset({"index", "entry", "inclusion"})
 _ENTRY_FIELDS = frozenset({"envelope", "recorded_at"})
 _SIGNER_FIELDS = frozenset({"org", "public_key", "registered_by_entry"})
 _HEX_HASH = re.compile("[0-9a-f]{64}")
+PARALLEL_FROM = 1000  # signatures; below, starting worker processes costs more than it saves
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"),
                             allow_nan=False)
 
@@ -334,6 +337,7 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
     root = _genesis(by_index, fail)
     if root is not None:
         keys[root.keyid] = root  # signs entries 0 and 1, which register it
+    checked = _checked_signatures(entries, by_index, registered_at)
 
     for e in entries:
         s = e.statement
@@ -347,11 +351,12 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
                     f"which entry {later} registers only after it signed" if later is not None
                     else "which no entry of the bundle registers"))
                 continue
-            try:
-                e.envelope.verify(key.keyid, key.public_key)
-            except Rejected as error:
-                fail(f"{where}: {error.detail}")
-                continue
+            if not checked.get((e.index, key.keyid), False):
+                try:  # the key or signature is bad: the envelope says how
+                    e.envelope.verify(key.keyid, key.public_key)
+                except Rejected as error:
+                    fail(f"{where}: {error.detail}")
+                    continue
             verdict.signatures += 1
             used[key.keyid] = key
             _check_active(where, key, e, revocations, fail)
@@ -360,6 +365,39 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
             fail(f"{where}: no valid signature by a key of {s.by}, who signs it (`by`)")
         _register(e, keys, orgs, revocations, fail)
     return used
+
+
+def _checked_signatures(entries: list[_Entry], by_index: dict[int, _Entry],
+                        registered_at: dict[str, int]) -> dict[tuple[int, str], bool]:
+    """Every signature by a key some entry registers, checked ahead of the chain of trust,
+    on all cores for a large bundle: (entry index, keyid) -> whether it verifies under
+    that key. Whether the key may sign there is the chain walk's to decide; a key id is
+    the SHA-256 of its public key, so the key is the same whichever entry registers it."""
+    public = {k: by_index[i].statement.body["public_key"] for k, i in registered_at.items()}
+    jobs: list[tuple[bytes, bytes, bytes]] = []
+    owners: list[tuple[int, str]] = []
+    for e in entries:
+        message = e.envelope.message()
+        for signature in e.envelope.signatures:
+            key = public.get(signature.keyid)
+            if key is not None:
+                jobs.append((key, signature.sig, message))
+                owners.append((e.index, signature.keyid))
+    results: list[bool] = []
+    verifier = ParallelVerifier() if len(jobs) >= PARALLEL_FROM else ParallelVerifier(0)
+    try:
+        # The workers take their share; this process checks the rest meanwhile.
+        share = len(jobs) * verifier.workers // (verifier.workers + 1)
+        futures = verifier.start(jobs[:share]) if share >= MIN_PARALLEL else []
+        own = verify_all(jobs[share:] if futures else jobs)
+        try:
+            results = [ok for future in futures for ok in future.result()]
+        except (BrokenProcessPool, OSError):  # a worker died: check its share here
+            results = verify_all(jobs[:share])
+        results += own
+    finally:
+        verifier.close()
+    return dict(zip(owners, results, strict=True))
 
 
 def _genesis(by_index: dict[int, _Entry], fail: Any) -> _Key | None:
