@@ -113,6 +113,19 @@ def verify_bundle(data: bytes, *, log_key: str | None = None) -> Verdict:
     line in the verdict's failures.
     """
     bundle = _load(data)
+    verifier = ParallelVerifier(0)
+    if len(data) >= PARALLEL_FROM * 1500:  # bytes: each entry is about 2 KB
+        # Workers take a second to start: started now, they are ready by the signatures.
+        verifier = ParallelVerifier()
+        verifier.start([(b"", b"", b"")] * MIN_PARALLEL)
+    try:
+        return _verify(bundle, data, log_key, verifier)
+    finally:
+        verifier.close()
+
+
+def _verify(bundle: dict[str, Any], data: bytes, log_key: str | None,
+            verifier: ParallelVerifier) -> Verdict:
     verdict = Verdict()
     fail = verdict.failures.append
 
@@ -139,7 +152,7 @@ def verify_bundle(data: bytes, *, log_key: str | None = None) -> Verdict:
     entries = _entries(items, checkpoint and _Proofs(checkpoint), fail)
 
     # 5-7. The chain of trust and every signature.
-    used = _signatures(entries, fail, verdict)
+    used = _signatures(entries, fail, verdict, verifier)
 
     # 8-10. What is derived from the entries must be exactly that.
     if len(entries) == len(items):
@@ -322,7 +335,8 @@ def _entry_bytes(entry: dict[str, Any]) -> bytes:
 # ---- the chain of trust -------------------------------------------------------------------
 
 
-def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str, _Key]:
+def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict,
+                verifier: ParallelVerifier) -> dict[str, _Key]:
     """Steps 5-7; returns the registration of every key that signs an entry."""
     by_index = {e.index: e for e in entries}
     registered_at = {}  # keyid -> index of its registration anywhere in the bundle
@@ -337,7 +351,7 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
     root = _genesis(by_index, fail)
     if root is not None:
         keys[root.keyid] = root  # signs entries 0 and 1, which register it
-    checked = _checked_signatures(entries, by_index, registered_at)
+    checked = _checked_signatures(entries, by_index, registered_at, verifier)
 
     for e in entries:
         s = e.statement
@@ -368,7 +382,8 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
 
 
 def _checked_signatures(entries: list[_Entry], by_index: dict[int, _Entry],
-                        registered_at: dict[str, int]) -> dict[tuple[int, str], bool]:
+                        registered_at: dict[str, int],
+                        verifier: ParallelVerifier) -> dict[tuple[int, str], bool]:
     """Every signature by a key some entry registers, checked ahead of the chain of trust,
     on all cores for a large bundle: (entry index, keyid) -> whether it verifies under
     that key. Whether the key may sign there is the chain walk's to decide; a key id is
@@ -383,20 +398,17 @@ def _checked_signatures(entries: list[_Entry], by_index: dict[int, _Entry],
             if key is not None:
                 jobs.append((key, signature.sig, message))
                 owners.append((e.index, signature.keyid))
-    results: list[bool] = []
-    verifier = ParallelVerifier() if len(jobs) >= PARALLEL_FROM else ParallelVerifier(0)
+    # The workers take their share; this process checks the rest meanwhile.
+    share = len(jobs) * verifier.workers // (verifier.workers + 1)
+    futures = verifier.start(jobs[:share]) if share >= MIN_PARALLEL else []
+    own = verify_all(jobs[share:] if futures else jobs)
     try:
-        # The workers take their share; this process checks the rest meanwhile.
-        share = len(jobs) * verifier.workers // (verifier.workers + 1)
-        futures = verifier.start(jobs[:share]) if share >= MIN_PARALLEL else []
-        own = verify_all(jobs[share:] if futures else jobs)
-        try:
-            results = [ok for future in futures for ok in future.result()]
-        except (BrokenProcessPool, OSError):  # a worker died: check its share here
-            results = verify_all(jobs[:share])
-        results += own
-    finally:
-        verifier.close()
+        results = [ok for future in futures for ok in future.result()]
+    except (BrokenProcessPool, OSError):  # a worker died: check its share here
+        results = verify_all(jobs[:share])
+    if not futures:
+        return dict(zip(owners, own, strict=True))
+    results += own
     return dict(zip(owners, results, strict=True))
 
 
