@@ -38,6 +38,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,8 +47,9 @@ from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, Rejected, VerificationError
 from ledger.keys import encode_public_key
-from ledger.log.hasher import leaf_hash
+from ledger.log.hasher import leaf_hash, node_hash
 from ledger.log.verify import Checkpoint, parse_verifier_key, verify_checkpoint, verify_inclusion
+from ledger.parallel import MIN_PARALLEL, ParallelVerifier, verify_all
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import parse_time
 from ledger.timeline import timeline
@@ -60,6 +62,7 @@ _ITEM_FIELDS = frozenset({"index", "entry", "inclusion"})
 _ENTRY_FIELDS = frozenset({"envelope", "recorded_at"})
 _SIGNER_FIELDS = frozenset({"org", "public_key", "registered_by_entry"})
 _HEX_HASH = re.compile("[0-9a-f]{64}")
+PARALLEL_FROM = 1000  # signatures; below, starting worker processes costs more than it saves
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"),
                             allow_nan=False)
 
@@ -110,6 +113,19 @@ def verify_bundle(data: bytes, *, log_key: str | None = None) -> Verdict:
     line in the verdict's failures.
     """
     bundle = _load(data)
+    verifier = ParallelVerifier(0)
+    if len(data) >= PARALLEL_FROM * 1500:  # bytes: each entry is about 2 KB
+        # Workers take a second to start: started now, they are ready by the signatures.
+        verifier = ParallelVerifier()
+        verifier.start([(b"", b"", b"")] * MIN_PARALLEL)
+    try:
+        return _verify(bundle, data, log_key, verifier)
+    finally:
+        verifier.close()
+
+
+def _verify(bundle: dict[str, Any], data: bytes, log_key: str | None,
+            verifier: ParallelVerifier) -> Verdict:
     verdict = Verdict()
     fail = verdict.failures.append
 
@@ -133,10 +149,10 @@ def verify_bundle(data: bytes, *, log_key: str | None = None) -> Verdict:
         fail("entries must be a non-empty list")
         return verdict
     verdict.entries = len(items)
-    entries = _entries(items, checkpoint, fail)
+    entries = _entries(items, checkpoint and _Proofs(checkpoint), fail)
 
     # 5-7. The chain of trust and every signature.
-    used = _signatures(entries, fail, verdict)
+    used = _signatures(entries, fail, verdict, verifier)
 
     # 8-10. What is derived from the entries must be exactly that.
     if len(entries) == len(items):
@@ -205,7 +221,7 @@ def _checkpoint(bundle: dict[str, Any], pinned: str | None, fail: Any) -> Checkp
         return None
 
 
-def _entries(items: list[Any], checkpoint: Checkpoint | None, fail: Any) -> list[_Entry]:
+def _entries(items: list[Any], proofs: _Proofs | None, fail: Any) -> list[_Entry]:
     out: list[_Entry] = []
     previous = -1
     for position, item in enumerate(items):
@@ -224,8 +240,8 @@ def _entries(items: list[Any], checkpoint: Checkpoint | None, fail: Any) -> list
         if not isinstance(entry, dict) or entry.keys() != _ENTRY_FIELDS:
             fail(f"{where} must be an object with exactly envelope and recorded_at")
             continue
-        if checkpoint is not None:
-            _check_inclusion(where, index, entry, inclusion, checkpoint, fail)
+        if proofs is not None:
+            _check_inclusion(where, index, entry, inclusion, proofs, fail)
         recorded = entry["recorded_at"]
         try:
             envelope = Envelope.from_json(entry["envelope"])
@@ -242,18 +258,71 @@ def _entries(items: list[Any], checkpoint: Checkpoint | None, fail: Any) -> list
 
 
 def _check_inclusion(where: str, index: int, entry: dict[str, Any], inclusion: Any,
-                     checkpoint: Checkpoint, fail: Any) -> None:
+                     proofs: _Proofs, fail: Any) -> None:
     if not isinstance(inclusion, list) or not all(
         isinstance(h, str) and _HEX_HASH.fullmatch(h) for h in inclusion
     ):
         fail(f"{where}: inclusion must be a list of 64-digit lowercase hex hashes")
         return
-    try:
-        leaf = leaf_hash(_entry_bytes(entry))
-        verify_inclusion(index, checkpoint.size, leaf, [bytes.fromhex(h) for h in inclusion],
-                         checkpoint.root_hash)
+    leaf = leaf_hash(_entry_bytes(entry))
+    proof = [bytes.fromhex(h) for h in inclusion]
+    if proofs.proven(index, leaf, proof):
+        return
+    checkpoint = proofs.checkpoint
+    try:  # the standalone verifier, for the exact reason
+        verify_inclusion(index, checkpoint.size, leaf, proof, checkpoint.root_hash)
     except (LedgerError, ValueError, TypeError) as e:
         fail(f"{where}: not proven in the checkpoint's tree of {checkpoint.size}: {e}")
+
+
+class _Proofs:
+    """RFC 9162 inclusion proofs of many leaves of one tree, each shared node hashed once.
+
+    The entries of a bundle share the upper nodes of their paths: walked one by one, ten
+    thousand proofs in a tree of a million hash the same nodes again and again. A walk is
+    a state (fn, sn, hash) and the proof hashes still to use, and what follows depends on
+    nothing else; so once a walk from a state reached the root, another walk reaching that
+    state with the same remaining hashes (compared, byte for byte) reaches it too. Every
+    hash of every proof is thus hashed or compared: a changed byte still fails. Whatever
+    this does not prove goes to ledger.log.verify, the reference, for its verdict.
+    (Hand-written: the log verifier checks one proof at a time, by design.)
+    """
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self._reached: dict[tuple[int, int, bytes], list[bytes]] = {}
+
+    def proven(self, index: int, leaf: bytes, proof: list[bytes]) -> bool:
+        size = self.checkpoint.size
+        if not 0 <= index < size:
+            return False
+        reached = self._reached
+        walked: list[tuple[tuple[int, int, bytes], int]] = []
+        fn, sn, r = index, size - 1, leaf
+        for k, p in enumerate(proof):
+            state = (fn, sn, r)
+            known = reached.get(state)
+            if known is not None and known == proof[k:]:
+                break
+            walked.append((state, k))
+            if sn == 0:
+                return False
+            if fn & 1 or fn == sn:
+                r = node_hash(p, r)
+                if not fn & 1:
+                    while not fn & 1 and fn != 0:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = node_hash(r, p)
+            fn >>= 1
+            sn >>= 1
+        else:
+            if sn != 0 or r != self.checkpoint.root_hash:
+                return False
+        for state, k in walked:
+            reached.setdefault(state, proof[k:])
+        return True
 
 
 def _entry_bytes(entry: dict[str, Any]) -> bytes:
@@ -266,7 +335,8 @@ def _entry_bytes(entry: dict[str, Any]) -> bytes:
 # ---- the chain of trust -------------------------------------------------------------------
 
 
-def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str, _Key]:
+def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict,
+                verifier: ParallelVerifier) -> dict[str, _Key]:
     """Steps 5-7; returns the registration of every key that signs an entry."""
     by_index = {e.index: e for e in entries}
     registered_at = {}  # keyid -> index of its registration anywhere in the bundle
@@ -281,6 +351,7 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
     root = _genesis(by_index, fail)
     if root is not None:
         keys[root.keyid] = root  # signs entries 0 and 1, which register it
+    checked = _checked_signatures(entries, by_index, registered_at, verifier)
 
     for e in entries:
         s = e.statement
@@ -294,11 +365,12 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
                     f"which entry {later} registers only after it signed" if later is not None
                     else "which no entry of the bundle registers"))
                 continue
-            try:
-                e.envelope.verify(key.keyid, key.public_key)
-            except Rejected as error:
-                fail(f"{where}: {error.detail}")
-                continue
+            if not checked.get((e.index, key.keyid), False):
+                try:  # the key or signature is bad: the envelope says how
+                    e.envelope.verify(key.keyid, key.public_key)
+                except Rejected as error:
+                    fail(f"{where}: {error.detail}")
+                    continue
             verdict.signatures += 1
             used[key.keyid] = key
             _check_active(where, key, e, revocations, fail)
@@ -307,6 +379,37 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict) -> dict[str,
             fail(f"{where}: no valid signature by a key of {s.by}, who signs it (`by`)")
         _register(e, keys, orgs, revocations, fail)
     return used
+
+
+def _checked_signatures(entries: list[_Entry], by_index: dict[int, _Entry],
+                        registered_at: dict[str, int],
+                        verifier: ParallelVerifier) -> dict[tuple[int, str], bool]:
+    """Every signature by a key some entry registers, checked ahead of the chain of trust,
+    on all cores for a large bundle: (entry index, keyid) -> whether it verifies under
+    that key. Whether the key may sign there is the chain walk's to decide; a key id is
+    the SHA-256 of its public key, so the key is the same whichever entry registers it."""
+    public = {k: by_index[i].statement.body["public_key"] for k, i in registered_at.items()}
+    jobs: list[tuple[bytes, bytes, bytes]] = []
+    owners: list[tuple[int, str]] = []
+    for e in entries:
+        message = e.envelope.message()
+        for signature in e.envelope.signatures:
+            key = public.get(signature.keyid)
+            if key is not None:
+                jobs.append((key, signature.sig, message))
+                owners.append((e.index, signature.keyid))
+    # The workers take their share; this process checks the rest meanwhile.
+    share = len(jobs) * verifier.workers // (verifier.workers + 1)
+    futures = verifier.start(jobs[:share]) if share >= MIN_PARALLEL else []
+    own = verify_all(jobs[share:] if futures else jobs)
+    try:
+        results = [ok for future in futures for ok in future.result()]
+    except (BrokenProcessPool, OSError):  # a worker died: check its share here
+        results = verify_all(jobs[:share])
+    if not futures:
+        return dict(zip(owners, own, strict=True))
+    results += own
+    return dict(zip(owners, results, strict=True))
 
 
 def _genesis(by_index: dict[int, _Entry], fail: Any) -> _Key | None:

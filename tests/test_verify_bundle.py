@@ -8,6 +8,7 @@ shop's complaint about bread made from flour that failed its check.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -219,6 +220,36 @@ def test_a_case_the_bundle_does_not_open_fails(evidence: Evidence) -> None:
     bundle = evidence.bundle()
     bundle["case"] = "C-2026-999"
     assert failures(canonical_bytes(bundle)) == ["no entry of the bundle opens case 'C-2026-999'"]
+
+
+def test_signatures_checked_on_other_cores_still_catch_a_forged_one(
+    evidence: Evidence, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A large bundle's signatures are checked in worker processes as well as here; the
+    # story's bundle is made to take that path, and a forged signature sits in each share.
+    import ledger.bundle
+    import ledger.parallel
+
+    monkeypatch.setattr(ledger.bundle, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(ledger.bundle, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(ledger.parallel, "MIN_PARALLEL", 1)
+    monkeypatch.setenv("QLEDGER_VERIFY_WORKERS", "1")
+    verdict = verify_bundle(evidence.data)
+    assert verdict.failures == []
+    assert verdict.signatures == sum(
+        len(e["entry"]["envelope"]["signatures"]) for e in evidence.bundle()["entries"])
+    bundle = evidence.bundle()
+    forged = []
+    for item in (bundle["entries"][2], bundle["entries"][-1]):
+        signature = item["entry"]["envelope"]["signatures"][0]
+        raw = bytearray(base64.b64decode(signature["sig"]))
+        raw[0] ^= 0x01
+        signature["sig"] = base64.b64encode(bytes(raw)).decode()
+        forged.append((item["index"], signature["keyid"]))
+    found = failures(canonical_bytes(bundle))
+    for index, keyid in forged:
+        assert (f"entry {index}: the signature by key {keyid} does not verify over this "
+                "payload and payloadType") in found
 
 
 # ---- a ledger whose operator lets a statement in before its key -------------------------------

@@ -95,7 +95,8 @@ def open_case(ledger: Ledger, views: Views, root_key_path: Path, target: int) ->
     views.catch_up()
 
 
-def run(ledger_path: Path, entries: int, orgs: int, seed: int, target: int) -> dict[str, Any]:
+def run(ledger_path: Path, entries: int, orgs: int, seed: int, target: int,
+        save: Path | None = None) -> dict[str, Any]:
     # Imported here so that --prepare-only needs nothing but the generator.
     from ledger.bundle import verify_bundle
     from scripts.benchmarks.ingest import raw_verify_rate
@@ -119,6 +120,8 @@ def run(ledger_path: Path, entries: int, orgs: int, seed: int, target: int) -> d
     out["bundle_mb"] = round(len(data) / 2**20, 1)
     views.close()
     ledger.close()
+    if save is not None:
+        save.write_bytes(data)
 
     began = time.perf_counter()
     verdict = verify_bundle(data)
@@ -150,6 +153,8 @@ def main(argv: list[str]) -> int:
                              "(default ./bench-bundle-ENTRIES.db)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="generate the ledger and its views, measure nothing")
+    parser.add_argument("--save-bundle", type=Path, default=None,
+                        help="also write the bundle there (to profile the verifier alone)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     path = args.ledger or Path(f"bench-bundle-{args.entries}.db")
@@ -158,6 +163,6 @@ def main(argv: list[str]) -> int:
         print(json.dumps(prepare(path, args.entries, args.orgs, args.seed)), flush=True)
         return 0
     result = {"machine": machine(), "sqlite": run(path, args.entries, args.orgs, args.seed,
-                                                  args.target)}
+                                                  args.target, args.save_bundle)}
     print(json.dumps(result) if args.json else f"sqlite {json.dumps(result['sqlite'])}")
     return 0
