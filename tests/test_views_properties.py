@@ -22,10 +22,12 @@ force for each entry; the points each one is worth) and checks that:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -36,11 +38,13 @@ from ledger import client
 from ledger.envelope import Envelope
 from ledger.errors import Rejected, Rejection
 from ledger.rules import FIXED_FIELDS
+from ledger.timefmt import parse_time
 from tests.conftest import PG_URL
 from tests.support import ROOT, World, make_gtin, make_uscc
 from traceability.credit import credit
 from traceability.policy import DEFAULT_POLICY
 from traceability.scan import scan
+from traceability.standing import standing_at
 from traceability.stats import pass_rates
 from traceability.trace import trace
 from traceability.views import Views
@@ -261,7 +265,8 @@ class History:
 
     def award(self) -> None:
         self.say("award.granted", ROOT, org=self.draw(st.sampled_from(ORGS), "org"),
-                 title="质量奖", valid_until="2099-01-01T00:00:00Z")
+                 title="质量奖", valid_until=self.draw(st.sampled_from(
+                     ["2099-01-01T00:00:00Z", "2030-01-01T00:00:00Z"]), "award until"))
 
     def blacklist(self) -> None:
         m = self.model
@@ -270,7 +275,10 @@ class History:
             self.say("blacklist.removed", ROOT, org=org, reason="信用修复", refs=[])
             m.listed.discard(org)
         else:
-            self.say("blacklist.added", ROOT, org=org, reason="失信", basis="法", refs=[])
+            # Ends (if at all) after now, when the stored standing must change by itself.
+            until = self.draw(st.sampled_from([None, "2031-06-01T00:00:00Z"]), "listing until")
+            self.say("blacklist.added", ROOT, org=org, reason="失信", basis="法", refs=[],
+                     until=until)
             m.listed.add(org)
 
     def open_case(self) -> None:
@@ -409,13 +417,36 @@ def check_views(history: History, views: Views) -> None:
         assert c.score == expected[org], org
         assert sum(line.delta for line in c.explain) == c.score
         assert c.blacklisted == (org in m.listed)
+        check_standing(views, org)
     for k in batches:
         view = scan(views, *k)
+        c = credit(views, m.producer[k])
+        assert (view.producer.score, view.producer.grade, view.producer.blacklisted) == (
+            c.score, c.grade, c.blacklisted), k
         assert [(c.entry, c.verdict) for c in view.checks] == m.checks(k), k
         assert sorted((r.entry, r.gtin, r.lot, r.level, r.upstream)
                       for r in view.recalls) == m.recalls(k), k
     rates = pass_rates(views, by=["category", "region"], region_level="full")
     assert {(r.category, r.region): (r.checks, r.passed) for r in rates} == m.pass_counts()
+
+
+def check_standing(views: Views, org: str) -> None:
+    """The standing the projector keeps for the scan view says what the credit lines
+    say, now and at every moment it changes on its own (an award or listing running
+    out), a second either side of each, and long after."""
+    with views.reading() as tx:
+        text = tx.value("SELECT timeline FROM v_standing WHERE org = ?", (org,))
+    now = views.clock()
+    assert standing_at(text, now) is not None, org
+    moments = [now, now + timedelta(days=3650)]
+    for when, _, _ in json.loads(text):
+        t = parse_time(when)
+        moments += [t, t - timedelta(seconds=1), t + timedelta(seconds=1)]
+    for at in moments:
+        kept = standing_at(text, at)
+        if kept is not None:
+            c = credit(views, org, at)
+            assert kept == (c.score, c.blacklisted), (org, at)
 
 
 def run_example(url: str, data: st.DataObject, steps: int) -> None:

@@ -22,6 +22,7 @@ from ledger.statements import Statement, parse_statement
 from ledger.timefmt import format_time
 from traceability.policy import CreditPolicy
 from traceability.sql import Tx
+from traceability.standing import refresh as refresh_standing
 
 ReadStatement = Callable[[int], "Statement | None"]
 
@@ -92,6 +93,9 @@ class Projector:
         self.tx = tx
         self.policy = policy
         self.read_statement = read_statement
+        # Organizations whose credit lines or listings the current entry changed: their
+        # standing (traceability.standing) is written again once the entry is applied.
+        self._touched: set[str] = set()
 
     def entry(self, parsed: Parsed) -> None:
         s = parsed.statement
@@ -111,6 +115,9 @@ class Projector:
             self.correction(s, Source(parsed.index, parsed.recorded_at))
         else:
             self.apply(s, Source(parsed.index, parsed.recorded_at))
+        for org in sorted(self._touched):
+            refresh_standing(self.tx, org)
+        self._touched.clear()
 
     def apply(self, s: Statement, at: Source) -> None:
         handler = _HANDLERS.get(s.type)
@@ -182,6 +189,9 @@ class Projector:
 
     def retract(self, index: int) -> None:
         """Take away what an entry contributed to the tables it alone writes to."""
+        self._touched.update(r["org"] for r in self.tx.rows(
+            "SELECT org FROM v_credit_lines WHERE entry = ? "
+            "UNION SELECT org FROM v_blacklist WHERE entry = ?", (index, index)))
         for table in _OWNED_BY_ENTRY:
             self.tx.execute(f"DELETE FROM {table} WHERE entry = ?", (index,))
         self.tx.execute(
@@ -210,6 +220,7 @@ class Projector:
             return
         if at.corrected_by is not None:
             reason += f" (as corrected by entry {at.corrected_by})"
+        self._touched.add(org)
         self.tx.execute(
             "INSERT INTO v_credit_lines "
             "(entry, org, delta, reason, rule, policy, recorded_at, valid_until) "
@@ -324,6 +335,7 @@ class Projector:
 
     def blacklist_added(self, s: Statement, at: Source) -> None:
         b = s.body
+        self._touched.add(b["org"])
         self.tx.execute(
             "INSERT INTO v_blacklist (entry, org, action, reason, basis, refs, until, recorded_at) "
             "VALUES (?, ?, 'added', ?, ?, ?, ?, ?) ON CONFLICT (entry) DO NOTHING",
@@ -333,6 +345,7 @@ class Projector:
 
     def blacklist_removed(self, s: Statement, at: Source) -> None:
         b = s.body
+        self._touched.add(b["org"])
         self.tx.execute(
             "INSERT INTO v_blacklist (entry, org, action, reason, basis, refs, until, recorded_at) "
             "VALUES (?, ?, 'removed', ?, NULL, ?, NULL, ?) ON CONFLICT (entry) DO NOTHING",

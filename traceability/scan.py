@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from ledger.errors import NotFound
 from ledger.log.checkpoint import parse_checkpoint
 from traceability.credit import credit_in
+from traceability.standing import standing_at
 from traceability.trace import batch_key, reach_sql
 from traceability.views import Views
 
@@ -126,8 +128,9 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
     up = reach_sql("up")
     with views.reading() as tx:
         found = tx.row(
-            "SELECT b.*, o.name AS producer_name FROM v_batches b "
-            "LEFT JOIN v_organizations o ON o.uscc = b.producer WHERE b.gtin = ? AND b.lot = ?",
+            "SELECT b.*, o.uscc AS registered, o.name AS producer_name, s.timeline "
+            "FROM v_batches b LEFT JOIN v_organizations o ON o.uscc = b.producer "
+            "LEFT JOIN v_standing s ON s.org = b.producer WHERE b.gtin = ? AND b.lot = ?",
             key,
         )
         if found is None:
@@ -163,10 +166,17 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
                 key,
             )
         )
-        # In the same snapshot: one transaction, not one more per question.
-        standing = credit_in(tx, views.policy, found["producer"], at or views.clock())
-    producer = ScanProducer(found["producer"], found["producer_name"] or "", standing.grade,
-                            standing.score, standing.blacklisted)
+        # The standing the projector keeps answers now and later; the past, an
+        # unregistered producer (NotFound) or no timeline takes the long way, in the
+        # same snapshot.
+        when = at or views.clock()
+        kept = standing_at(found["timeline"], when) if found["registered"] else None
+        if kept is None:
+            full = credit_in(tx, views.policy, found["producer"], when)
+            kept = (full.score, full.blacklisted)
+    score, listed = kept
+    producer = ScanProducer(found["producer"], found["producer_name"] or "",
+                            views.policy.grade(score, listed), score, listed)
     if recalls:
         status = "recalled"
     elif any(c.verdict == "fail" for c in checks):
@@ -182,7 +192,14 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
 
 def _checkpoint(views: Views) -> CheckpointRef | None:
     try:
-        cp = parse_checkpoint(views.ledger.checkpoint())
+        return _checkpoint_ref(views.ledger.checkpoint())
     except NotFound:
         return None
+
+
+@lru_cache(maxsize=8)
+def _checkpoint_ref(note: str) -> CheckpointRef:
+    # The latest checkpoint changes only when entries are appended, and parsing its
+    # signed note cost a scan a fifth of its time: parse each text once.
+    cp = parse_checkpoint(note)
     return CheckpointRef(cp.size, cp.root_hash)

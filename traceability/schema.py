@@ -10,7 +10,7 @@ dropped and rebuilt from the log when opened.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 TABLES: dict[str, str] = {
     # Every entry the views have read: its type, signer and recording time.
@@ -59,6 +59,9 @@ TABLES: dict[str, str] = {
     "v_awards": """
         entry BIGINT PRIMARY KEY, org TEXT NOT NULL, title TEXT NOT NULL,
         valid_until TEXT NOT NULL, recorded_at TEXT NOT NULL""",
+    # Each organization's score and blacklisting from its last recorded fact onward, as
+    # JSON [[from, score, blacklisted], ...] (traceability.standing): the scan view's.
+    "v_standing": "org TEXT PRIMARY KEY, timeline TEXT NOT NULL",
     "v_cases": """
         case_id TEXT PRIMARY KEY, respondent TEXT NOT NULL, opened_by TEXT NOT NULL,
         opened_entry BIGINT NOT NULL, summary TEXT NOT NULL, channel TEXT NOT NULL,
@@ -129,6 +132,7 @@ ORDER: dict[str, str] = {
     "v_credit_lines": "entry, org",
     "v_blacklist": "entry",
     "v_awards": "entry",
+    "v_standing": "org",
     "v_cases": "case_id",
     "v_case_entries": "case_id, entry",
     "v_case_batches": "case_id, gtin, lot",

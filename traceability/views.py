@@ -72,6 +72,10 @@ class Views:
         self.name = ledger.name
         self._factory, self.recorder = _infrastructure(ledger)  # creates the tables
         self._lock = threading.Lock()  # one catch-up at a time in this process
+        # A position this process has seen the views reach. Positions only grow (a
+        # reset here sets it back), so a horizon at or below it needs no catch-up: the
+        # API asks before every read, and then that is one query, not two.
+        self._reached = 0
         self._reset(only_if_stale=True)
 
     def close(self) -> None:
@@ -115,6 +119,8 @@ class Views:
             horizon = up_to_notification_id
             if horizon is None:
                 horizon = self.ledger.recorder.max_notification_id() or 0
+            if horizon <= self._reached:
+                return 0
             while (start := self.position()) < horizon:
                 notifications = self.ledger.recorder.select_notifications(
                     start=start, limit=chunk_size, stop=horizon, topics=[APPENDED_TOPIC],
@@ -127,6 +133,7 @@ class Views:
                     if end == horizon:
                         break
                 # Otherwise another process applied (part of) it: read the position again.
+            self._reached = max(self._reached, horizon)
         return applied
 
     def wait(self, notification_id: int, timeout: float = 5.0) -> None:
@@ -220,6 +227,7 @@ class Views:
                 if found == expected:
                     return False
             self.recorder.forget_position(tx, self.name)
+            self._reached = 0
             self.recorder.recreate_tables(tx)
             if deferred_indexes:
                 for name in DEFERRED_INDEXES:
