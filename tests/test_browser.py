@@ -249,3 +249,33 @@ def test_a_bad_uscc_in_the_address_bar_is_a_readable_error(browser: Browser, sit
     assert bad in page.locator("#detail").inner_text()
     _shot(page, "error-bad-uscc-phone-en")
     context.close()
+
+
+def test_the_case_page_draws_the_trace_picture_with_lanes_and_marks(
+        site: Site, browser: Browser) -> None:
+    """An investigator opens the complaint against the bakery: the browser lays out the
+    inline SVG with one swim lane per organization involved, the failed check and the
+    recall marked on the bad flour lot, and nothing of the decoy mill."""
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        answer = page.goto(f"{site.url}/cases/FJ-12315-2026-0457?lang=en")
+        assert answer is not None and answer.status == 200
+        svg = page.locator("svg.case-trace")
+        assert svg.count() == 1
+        box = svg.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 100  # rendered
+        lanes = page.eval_on_selector_all("svg.case-trace g.lane",
+                                          "gs => gs.map(g => g.dataset.org)")
+        assert demo.MILL in lanes and demo.BAKERY in lanes and demo.FARM in lanes
+        assert demo.DECOY_MILL not in lanes
+        assert len(lanes) == len(set(lanes))
+        for kind in ("recall", "failed-check"):
+            marked = page.eval_on_selector_all(
+                f"svg.case-trace g.mark.{kind}", "gs => gs.map(g => g.dataset.lot)")
+            assert marked and set(marked) == {"FL20261025-2"}, (kind, marked)
+            # Each mark is drawn: the browser gives it a box on the page.
+            assert page.locator(f"svg.case-trace g.mark.{kind}").first.bounding_box()
+        _shot(page, "case-desktop")
+    finally:
+        context.close()
