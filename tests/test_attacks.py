@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import socket
 import unicodedata
 from datetime import timedelta
@@ -144,7 +145,15 @@ def _raw_request(url: str, head: str, chunks: list[bytes]) -> bytes:
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(head.encode())
         for chunk in chunks:
-            sock.sendall(chunk)
+            # Stop sending once the server has answered: it closes the connection with
+            # our unread chunks in its buffer, which resets it and would drop the answer
+            # from ours before we read it.
+            if select.select([sock], [], [], 0.05)[0]:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
         answer = b""
         while b"\r\n\r\n" not in answer:
             data = sock.recv(65536)
