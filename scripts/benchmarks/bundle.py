@@ -23,7 +23,7 @@ from typing import Any
 from ledger import client, keys
 from ledger.application import Ledger
 from scripts.benchmarks.common import machine
-from scripts.benchmarks.trace import T0, Nation
+from scripts.benchmarks.trace import T0, Nation, generate
 from traceability.views import Views
 
 CASE_ID = "BENCH-CASE-1"
@@ -43,16 +43,7 @@ def prepare(ledger_path: Path, entries: int, orgs: int, seed: int) -> dict[str, 
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     nation = Nation(seed, orgs)
     began = time.perf_counter()
-    ledger = nation.create(str(ledger_path))
-    stream = nation.chains()
-    chunk: list[dict[str, Any]] = []
-    while ledger.size() + len(chunk) < entries:
-        chunk.append(next(stream))
-        if len(chunk) == 1000:
-            ledger.append(chunk)
-            chunk = []
-    if chunk:
-        ledger.append(chunk)
+    ledger = generate(nation, str(ledger_path), entries)
     keys.write_private_key(root_key_path, nation.keys[nation.root])
     keys.write_private_key(log_key_path, nation.log_key)
     generated = time.perf_counter() - began
