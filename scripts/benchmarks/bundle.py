@@ -65,6 +65,11 @@ def open_case(ledger: Ledger, views: Views, root_key_path: Path, target: int) ->
             "SELECT gtin, lot, COUNT(*) AS n FROM v_shipments GROUP BY gtin, lot "
             "ORDER BY n DESC, gtin, lot LIMIT 200"
         )
+        if not wide:
+            # Registrations come first (two entries an organization): a small ledger
+            # may hold no shipment yet, and so no case worth bundling.
+            raise SystemExit("bench bundle: the ledger has no shipments yet; "
+                             "use --entries well above 2 × --orgs")
         producers = {
             (r["gtin"], r["lot"]): r["producer"]
             for r in tx.rows("SELECT gtin, lot, producer FROM v_batches WHERE lot IN ("
