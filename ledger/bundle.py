@@ -47,8 +47,14 @@ from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, Rejected, VerificationError
 from ledger.keys import encode_public_key
-from ledger.log.hasher import leaf_hash, node_hash
-from ledger.log.verify import Checkpoint, parse_verifier_key, verify_checkpoint, verify_inclusion
+from ledger.log.hasher import leaf_hash
+from ledger.log.verify import (
+    Checkpoint,
+    inclusion_step,
+    parse_verifier_key,
+    verify_checkpoint,
+    verify_inclusion,
+)
 from ledger.parallel import MIN_PARALLEL, ParallelVerifier, verify_all
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import parse_time
@@ -285,7 +291,8 @@ class _Proofs:
     state with the same remaining hashes (compared, byte for byte) reaches it too. Every
     hash of every proof is thus hashed or compared: a changed byte still fails. Whatever
     this does not prove goes to ledger.log.verify, the reference, for its verdict.
-    (Hand-written: the log verifier checks one proof at a time, by design.)
+    (The walk is the log verifier's own step, ledger.log.verify.inclusion_step; only the
+    sharing is added here: the log verifier checks one proof at a time, by design.)
     """
 
     def __init__(self, checkpoint: Checkpoint) -> None:
@@ -307,16 +314,7 @@ class _Proofs:
             walked.append((state, k))
             if sn == 0:
                 return False
-            if fn & 1 or fn == sn:
-                r = node_hash(p, r)
-                if not fn & 1:
-                    while not fn & 1 and fn != 0:
-                        fn >>= 1
-                        sn >>= 1
-            else:
-                r = node_hash(r, p)
-            fn >>= 1
-            sn >>= 1
+            fn, sn, r = inclusion_step(fn, sn, r, p)
         else:
             if sn != 0 or r != self.checkpoint.root_hash:
                 return False

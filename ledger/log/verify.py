@@ -113,19 +113,25 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     for p in proof:
         if sn == 0:  # step 4a; unreachable once the length matched, kept to mirror the RFC
             raise ProofShapeError("inclusion proof is longer than the path")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
+        fn, sn, r = inclusion_step(fn, sn, r, p)
     if sn != 0:  # step 5; likewise unreachable after the length check
         raise ProofShapeError("inclusion proof is shorter than the path")
     return r
+
+
+def inclusion_step(fn: int, sn: int, r: bytes, p: bytes) -> tuple[int, int, bytes]:
+    """Step 4 of RFC 9162 §2.1.3.2 for one proof hash `p` (the caller checks 4a, sn > 0):
+    hash `p` in on the side the path takes at this level, then go up one level; where
+    `fn` is a right-edge left child, skip the levels its sibling spans."""
+    if fn & 1 or fn == sn:
+        r = node_hash(p, r)
+        if not fn & 1:
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+    else:
+        r = node_hash(r, p)
+    return fn >> 1, sn >> 1, r
 
 
 def verify_inclusion(
