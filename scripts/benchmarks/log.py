@@ -15,6 +15,7 @@ import statistics
 import time
 from typing import Any
 
+from ledger.application import Ledger
 from ledger.audit import audit
 from ledger.log.verify import verify_checkpoint, verify_consistency, verify_inclusion
 from scripts.benchmarks.common import database, machine, reachable_backends
@@ -40,7 +41,8 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def run_backend(backend: str, entries: int, ratio_n: int, audit_n: int, verify: float) -> dict[str, Any]:
+def run_backend(backend: str, entries: int, ratio_n: int, audit_n: int, verify: float,
+                proofs_on: str | None = None) -> dict[str, Any]:
     work = Workload()
     out: dict[str, Any] = {}
     # 1. What the tree costs at ingest: the same stream with and without it.
@@ -67,41 +69,54 @@ def run_backend(backend: str, entries: int, ratio_n: int, audit_n: int, verify: 
         out["audit_ratio_to_verify"] = round(audit_rate / verify, 3)
         ledger.close()
 
-    # 3. Proofs on a large ledger.
+    # 3. Proofs on a large ledger: built here, or one given (--proofs-on).
+    if proofs_on is not None:
+        ledger = Ledger(proofs_on)
+        out.update(_proofs(ledger))
+        ledger.close()
+        return out
     with database(backend) as db:
         ledger = work.create(db)
         began = time.perf_counter()
         _ingest(ledger, work, entries - ledger.size(), start=0)
         out["large_ingest_per_s"] = round(ledger.size() / (time.perf_counter() - began))
-        size = ledger.size()
-        out["entries"] = size
-        checkpoint = verify_checkpoint(ledger.checkpoint(), ledger.config.log_key)
-        rng = random.Random(7)
-        samples, proofs = [], []
-        for _ in range(3000):
-            index = rng.randrange(size)
-            began = time.perf_counter()
-            proof = ledger.inclusion_proof(index, size)
-            samples.append(time.perf_counter() - began)
-            proofs.append((index, proof))
-        out["inclusion_proof"] = _percentiles(samples)
-        samples = []
-        for _ in range(1000):
-            first = rng.randrange(1, size)
-            began = time.perf_counter()
-            ledger.consistency_proof(first, size)
-            samples.append(time.perf_counter() - began)
-        out["consistency_proof"] = _percentiles(samples)
-        leaves = {i: ledger.entry(i).leaf_hash for i, _ in proofs}
-        began = time.perf_counter()
-        for index, proof in proofs:
-            verify_inclusion(index, size, leaves[index], proof, checkpoint.root_hash)
-        out["inclusion_verify_per_s"] = round(len(proofs) / (time.perf_counter() - began))
-        first = size // 3
-        old_root = ledger.root_at(first)
-        verify_consistency(first, size, old_root, checkpoint.root_hash,
-                           ledger.consistency_proof(first, size))
+        out.update(_proofs(ledger))
         ledger.close()
+    return out
+
+
+def _proofs(ledger: Ledger) -> dict[str, Any]:
+    """Inclusion and consistency proof generation p50/p99 at the ledger's size, and
+    the inclusion proof verification rate."""
+    out: dict[str, Any] = {}
+    size = ledger.size()
+    out["entries"] = size
+    checkpoint = verify_checkpoint(ledger.checkpoint(), ledger.config.log_key)
+    rng = random.Random(7)
+    samples, proofs = [], []
+    for _ in range(3000):
+        index = rng.randrange(size)
+        began = time.perf_counter()
+        proof = ledger.inclusion_proof(index, size)
+        samples.append(time.perf_counter() - began)
+        proofs.append((index, proof))
+    out["inclusion_proof"] = _percentiles(samples)
+    samples = []
+    for _ in range(1000):
+        first = rng.randrange(1, size)
+        began = time.perf_counter()
+        ledger.consistency_proof(first, size)
+        samples.append(time.perf_counter() - began)
+    out["consistency_proof"] = _percentiles(samples)
+    leaves = {i: ledger.entry(i).leaf_hash for i, _ in proofs}
+    began = time.perf_counter()
+    for index, proof in proofs:
+        verify_inclusion(index, size, leaves[index], proof, checkpoint.root_hash)
+    out["inclusion_verify_per_s"] = round(len(proofs) / (time.perf_counter() - began))
+    first = size // 3
+    old_root = ledger.root_at(first)
+    verify_consistency(first, size, old_root, checkpoint.root_hash,
+                       ledger.consistency_proof(first, size))
     return out
 
 
@@ -111,14 +126,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ratio-n", type=int, default=20_000)
     parser.add_argument("--audit-n", type=int, default=20_000)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--proofs-on", action="append", default=[], metavar="DB",
+                        help="measure the proofs on this existing ledger (a SQLite path or a "
+                        "postgresql:// URL, for its backend) instead of building one of "
+                        "--entries entries; may be given once per backend")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    given = {("postgres" if db.startswith("postgresql://") else "sqlite"): db for db in args.proofs_on}
     backends = reachable_backends(args.backends)
     work = Workload()
     verify = raw_verify_rate(list(work.stream(500)))
     result: dict[str, Any] = {"machine": machine(), "raw_verify_per_s": round(verify)}
     for backend in backends:
-        result[backend] = run_backend(backend, args.entries, args.ratio_n, args.audit_n, verify)
+        result[backend] = run_backend(backend, args.entries, args.ratio_n, args.audit_n, verify,
+                                      given.get(backend))
         if not args.json:
             print(backend, json.dumps(result[backend]), flush=True)
     print(json.dumps(result) if args.json else f"raw Ed25519 verify: {round(verify):,}/s")
