@@ -4,6 +4,8 @@ and a failure is reported with the position and key it belongs to."""
 
 from __future__ import annotations
 
+import pytest
+
 from ledger import keys
 from ledger.parallel import FEED_TASK, MIN_PARALLEL, Job, ParallelVerifier
 
@@ -58,7 +60,9 @@ def test_without_workers_nothing_is_covered() -> None:
     assert feed.finish() is None
 
 
-def test_when_the_workers_cannot_start_the_writer_checks_what_was_not_sent(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_when_the_workers_cannot_start_the_writer_checks_what_was_not_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     verifier = ParallelVerifier(1)
     try:
         feed = verifier.feed()
