@@ -8,13 +8,15 @@ again against the new state and retried.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import random
 import threading
 import time
 from base64 import b64decode
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import UTC, datetime, timedelta
@@ -38,7 +40,7 @@ from ledger.log.verify import parse_verifier_key
 from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
-from ledger.parallel import ParallelVerifier, Pending
+from ledger.parallel import Feed, ParallelVerifier, Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
@@ -83,11 +85,25 @@ class Submission:
     statement: Statement
     digest: bytes  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
     envelope_bytes: bytes  # JCS of the envelope
+    key: bytes  # the statement id as 16 bytes, how the statements table keys it
 
-    @property
-    def key(self) -> bytes:
-        """The statement id as 16 bytes, how the statements table keys it."""
-        return statement_key(self.statement.id)
+
+@contextmanager
+def collecting_after() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is recorded; one afterwards.
+
+    A batch allocates tens of thousands of containers (parsed JSON, events, stored
+    events), and most of them live until it ends, so the collector would run a hundred
+    times per batch to traverse young objects it cannot free. Reference counting
+    frees everything else as usual, and the next allocation after the batch runs the
+    collection the batch skipped. The collector is turned on again only if it was on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def statement_key(statement_id: str) -> bytes:
@@ -369,7 +385,7 @@ class Ledger(Application[UUID]):
         the name of the log key in signed checkpoints."""
         if self.size() > 0 or self.is_created():
             raise Rejected(Rejection.LEDGER_NOT_EMPTY, f"{self.database.describe()} holds a ledger already")
-        submissions = self.prepare(genesis)
+        submissions = self.prepare(genesis)  # no key is known yet: nothing to verify ahead
         check_genesis(submissions, root_org)
         verifier = verifier_key(origin, log_key.public_key().public_bytes_raw())
         config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
@@ -385,7 +401,9 @@ class Ledger(Application[UUID]):
         first receipt again (`duplicate=True`) and is not recorded twice.
         """
         self.config  # noqa: B018 - a ledger must exist before anything is appended
-        return self._append(self.prepare(envelopes))
+        with collecting_after():
+            submissions, pending = self._prepare_verifying(envelopes)
+            return self._append(submissions, pending=pending)
 
     def replay(
         self, envelopes: Sequence[Any], stamps: Sequence[tuple[datetime, str]],
@@ -394,17 +412,20 @@ class Ledger(Application[UUID]):
         """Record envelopes again with the recording times they had in another ledger,
         checking every rule as of those times (audit and import). With `origin` and
         `root_org` the envelopes start a new ledger: the first two are its genesis."""
-        submissions = self.prepare(envelopes)
-        if origin is None:
-            self.config  # noqa: B018
-            return self._append(submissions, stamps=stamps)
-        if root_org is None or self.size() > 0 or self.is_created():
-            raise Rejected(Rejection.LEDGER_NOT_EMPTY, "replaying a genesis needs an empty ledger")
-        check_genesis(submissions, root_org)
-        verifier = verifier_key(origin, self.log_key().public_key().public_bytes_raw())
-        config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
-        self._config = config
-        return self._append(submissions, extra=[config], genesis=True, stamps=stamps)
+        with collecting_after():
+            submissions, pending = self._prepare_verifying(envelopes)
+            if origin is None:
+                self.config  # noqa: B018
+                return self._append(submissions, stamps=stamps, pending=pending)
+            if root_org is None or self.size() > 0 or self.is_created():
+                raise Rejected(Rejection.LEDGER_NOT_EMPTY, "replaying a genesis needs an empty ledger")
+            check_genesis(submissions, root_org)
+            verifier = verifier_key(origin, self.log_key().public_key().public_bytes_raw())
+            config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
+            self._config = config
+            return self._append(
+                submissions, extra=[config], genesis=True, stamps=stamps, pending=pending
+            )
 
     def record_unverified(self, index: int, text: str, at: datetime) -> None:
         """Put an entry in the log without applying it: the audit's stand-in for an entry
@@ -415,10 +436,26 @@ class Ledger(Application[UUID]):
                 raise InvalidRequest(f"entry {index} cannot follow a log of {frontier.size}")
             leaf = leaf_hash(text.encode())
             nodes = frontier.append(leaf)
-            self._save([], [appended(index, text, leaf.hex(), f"{UNVERIFIED}{index}", at)], nodes, None)
+            event = appended(index, text, leaf.hex(), f"{UNVERIFIED}{index}", at)
+            self._save(self._stored_events([], [event]), nodes, None)
 
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
+        return self._prepare(envelopes, None)
+
+    def _prepare_verifying(self, envelopes: Sequence[Any]) -> tuple[list[Submission], Pending | None]:
+        """`prepare`, handing the signatures by keys seen before to the worker processes
+        as the envelopes are read: the workers verify the first ones while the writer
+        parses the rest, then applies the rules."""
+        feed = self._verifier.feed()
+        try:
+            submissions = self._prepare(envelopes, feed)
+        except BaseException:
+            feed.cancel()
+            raise
+        return submissions, feed.finish()
+
+    def _prepare(self, envelopes: Sequence[Any], feed: Feed | None) -> list[Submission]:
         if len(envelopes) > MAX_BATCH:
             raise Rejected(
                 Rejection.TOO_MANY, f"a batch holds at most {MAX_BATCH} envelopes, not {len(envelopes)}"
@@ -432,7 +469,15 @@ class Ledger(Application[UUID]):
                 raise e.at(position) if len(envelopes) > 1 else e
             envelope_bytes = envelope_jcs(envelope)
             digest = hashlib.sha256(envelope_bytes).digest()
-            out.append(Submission(envelope, statement, digest, envelope_bytes))
+            out.append(Submission(envelope, statement, digest, envelope_bytes,
+                                  statement_key(statement.id)))
+            if feed is not None:
+                message = None
+                for sig in envelope.signatures:
+                    public_key = self._public_keys.get(sig.keyid)
+                    if public_key is not None:
+                        message = message or envelope.message()
+                        feed.add((public_key, sig.sig, message), (position, sig.keyid))
         return out
 
     def _append(
@@ -441,8 +486,8 @@ class Ledger(Application[UUID]):
         extra: Iterable[Any] = (),
         genesis: bool = False,
         stamps: Sequence[tuple[datetime, str]] | None = None,
+        pending: Pending | None = None,
     ) -> list[Receipt]:
-        pending = self._start_verifying(submissions)
         with self._write_lock, self._writer_lock.held(self.recorder):
             for attempt in range(MAX_RETRIES):
                 uow = UnitOfWork(self.repository)
@@ -543,6 +588,9 @@ class Ledger(Application[UUID]):
             in_batch[s.id] = (sub.digest, receipt)
             statements[index] = s
             receipts.append(receipt)
+        # Encoding the events needs no verdict on the signatures: it is done while the
+        # workers may still be verifying, and thrown away if one fails.
+        stored = self._stored_events(extra + uow.changed(), events) if events or extra else []
         _raise_signature_failure(pending, submissions, before=len(submissions))
         if events or extra:
             # The checkpoint for the new size commits with the entries: a checkpoint
@@ -551,22 +599,25 @@ class Ledger(Application[UUID]):
                 (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
                 if self.maintain_tree else None
             )
-            self._save(extra + uow.changed(), events, nodes, checkpoint, rows)
+            self._save(stored, nodes, checkpoint, rows)
             self._frontier = frontier if self.maintain_tree else None
         return receipts
 
+    def _stored_events(self, aggregates: list[Any], events: list[Any]) -> list[Any]:
+        stored = []
+        for aggregate in aggregates:
+            stored.extend(map(self.mapper.to_stored_event, aggregate.collect_events()))
+        stored.extend(map(self.mapper.to_stored_event, events))
+        return stored
+
     def _save(
-        self, aggregates: list[Any], events: list[Any], nodes: list[Any],
+        self, stored: list[Any], nodes: list[Any],
         checkpoint: tuple[int, str] | None, statements: list[Any] | None = None,
     ) -> None:
         # Application.save() checks every object against runtime Protocols, and the
         # library's EventStore.put wraps every stored event in a Recording and a
         # Notification, of which only the last notification id is used here: together
         # more than the rest of recording an entry. The recorder is the library's.
-        stored = []
-        for aggregate in aggregates:
-            stored.extend(map(self.mapper.to_stored_event, aggregate.collect_events()))
-        stored.extend(map(self.mapper.to_stored_event, events))
         ids = self.recorder.insert_events(
             stored, merkle_nodes=nodes, checkpoint=checkpoint, statements=statements or []
         )
@@ -574,18 +625,6 @@ class Ledger(Application[UUID]):
             last = max(ids)
             for follower in self.after_commit:
                 follower(last)
-
-    def _start_verifying(self, submissions: list[Submission]) -> Pending | None:
-        """Hand the signatures by keys seen before to the worker processes."""
-        jobs, owners = [], []
-        for position, sub in enumerate(submissions):
-            for sig in sub.envelope.signatures:
-                public_key = self._public_keys.get(sig.keyid)
-                if public_key is not None:
-                    jobs.append((public_key, sig.sig, sub.envelope.message()))
-                    owners.append((position, sig.keyid))
-        futures = self._verifier.start(jobs)
-        return Pending(self._verifier, jobs, futures, owners) if futures else None
 
     def close(self) -> None:
         self._verifier.close()

@@ -243,7 +243,8 @@ class _Run:
         elif envelope is not None:
             try:
                 statement = parse_statement(envelope.statement)
-                entry.submission = Submission(envelope, statement, b"", b"")
+                entry.submission = Submission(envelope, statement, b"", b"",
+                                              statement_key(statement.id))
             except Rejected as r:
                 self._refused(index, r)
         self.entries.append(entry)

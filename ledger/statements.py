@@ -124,11 +124,17 @@ def one_of(*choices: str) -> Check:
     return check
 
 
+# Times recur across a batch (one client signs many statements in the same second, and
+# production and sampling dates repeat): remember the valid ones. A datetime is
+# immutable, so sharing one is safe; refusals are not cached and keep their message.
+_parse_time = lru_cache(maxsize=1 << 12)(parse_time)
+
+
 def time(value: Any, path: str) -> datetime:
     if not isinstance(value, str):
         raise Rejected(Rejection.BAD_TIME, f"{path} must be an RFC 3339 UTC time string")
     try:
-        return parse_time(value)
+        return _parse_time(value)
     except Rejected as e:
         raise Rejected(Rejection.BAD_TIME, f"{path}: {e.detail}") from None
 

@@ -42,11 +42,18 @@ class LedgerTranscoder(JSONTranscoder):
                 None, self._special, json.encoder.encode_basestring, None, ":", ",",
                 False, False, True,
             )
+        # The tagged form of the last datetime encoded: every entry of a batch is
+        # recorded at the same time, and isoformat is a formatted print each time.
+        self._last_time: tuple[datetime | None, dict[str, Any]] = (None, {})
 
     def _special(self, o: Any) -> dict[str, Any]:
         # The library's own tagged forms, so its decoder reads them back unchanged.
         if type(o) is datetime:
-            return {"_type_": "datetime_iso", "_data_": o.isoformat()}
+            last, tagged = self._last_time
+            if last is not o:
+                tagged = {"_type_": "datetime_iso", "_data_": o.isoformat()}
+                self._last_time = (o, tagged)
+            return tagged
         return self._encode_obj(o)
 
     def encode(self, obj: Any) -> bytes:

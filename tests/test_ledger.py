@@ -279,5 +279,28 @@ def test_the_envelope_bytes_the_ledger_builds_are_its_canonical_json() -> None:
     one = Envelope.from_json(client.sign(statement, first))
     both = client.sign(statement, first)
     both["signatures"] += client.sign(statement, second)["signatures"]
-    for envelope in (one, Envelope.from_json(both)):
+    for given, envelope in ((client.sign(statement, first), one), (both, Envelope.from_json(both))):
         assert envelope_jcs(envelope) == canonical_bytes(envelope.to_json())
+        # And the same bytes as canonicalising what the client sent.
+        assert envelope_jcs(envelope) == canonical_bytes(given)
+
+
+def test_an_append_leaves_the_garbage_collector_as_it_found_it(db_url: str) -> None:
+    """The collector is off while a batch is recorded (ledger.application.collecting_after),
+    and on again afterwards, whether the batch was recorded or refused; a collector the
+    application turned off stays off."""
+    import gc
+
+    world = farm_world(db_url)
+    assert gc.isenabled()
+    world.ship(FARM, WHEAT, "W-2026-11", 10, MILL, "S-gc-1")
+    assert gc.isenabled()
+    with pytest.raises(Rejected):
+        world.ledger.append([{}])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        world.ship(FARM, WHEAT, "W-2026-11", 10, MILL, "S-gc-2")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

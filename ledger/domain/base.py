@@ -19,7 +19,9 @@ from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.utils import get_topic
 
 
-def _event(event_class: type[Any], state: dict[str, Any]) -> Any:
+def make_event(event_class: type[Any], state: dict[str, Any]) -> Any:
+    """An event of `event_class` whose attributes are `state`, in that order (the order
+    they are stored in), built without the dataclass __init__."""
     event = object.__new__(event_class)
     object.__setattr__(event, "__dict__", state)
     return event
@@ -31,7 +33,7 @@ class Aggregate(LibraryAggregate):
         """Create the aggregate with its created event: `fields` are its __init__'s
         arguments and the event's attributes."""
         timestamp = event_class.create_timestamp()
-        event = _event(event_class, {
+        event = make_event(event_class, {
             "originator_topic": get_topic(cls), "originator_id": aggregate_id,
             "originator_version": cls.INITIAL_VERSION, "timestamp": timestamp, **fields,
         })
@@ -46,6 +48,6 @@ class Aggregate(LibraryAggregate):
             "originator_id": self._id, "originator_version": self._version + 1,
             "timestamp": event_class.create_timestamp(), **fields,
         }
-        event = _event(event_class, state)
+        event = make_event(event_class, state)
         event.mutate(self)
         self._pending_events.append(event)

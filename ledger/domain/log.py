@@ -12,6 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.base import make_event
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 
 
@@ -30,15 +31,14 @@ class Appended(Aggregate.Event):
 
 
 def appended(index: int, entry: str, leaf_hash: str, statement_id: str, at: datetime) -> Appended:
-    return Appended(  # type: ignore[call-arg]  # fields declared on the class body
-        originator_id=LOG_ID,
-        originator_version=index + 1,
-        timestamp=at,
-        index=index,
-        entry=entry,
-        leaf_hash=leaf_hash,
-        statement_id=statement_id,
-    )
+    # One per entry: built as the aggregates' events are (ledger/domain/base.py), with the
+    # attributes in the order of the dataclass fields, which is the order they are stored
+    # in. The dataclass __init__ would only add a check that LOG_ID is a UUID.
+    event: Appended = make_event(Appended, {
+        "originator_id": LOG_ID, "originator_version": index + 1, "timestamp": at,
+        "index": index, "entry": entry, "leaf_hash": leaf_hash, "statement_id": statement_id,
+    })
+    return event
 
 
 class LedgerConfig(Aggregate):
