@@ -58,9 +58,11 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     problems.install(app)
     pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
     app.state.metrics = metrics.Metrics()
-    app.middleware("http")(metrics.middleware(app.state.metrics))
+    # The last added runs first: a request refused for its rate is not timed.
+    app.add_middleware(metrics.TimedRoutes, metrics=app.state.metrics)
     if settings.read_rate_per_minute > 0:
-        app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
+        app.add_middleware(ratelimit.PublicReadLimit,
+                           limiter=ratelimit.RateLimiter(settings.read_rate_per_minute))
     for router in ROUTERS:
         app.include_router(router)
     for router in PAGE_ROUTERS:
