@@ -40,8 +40,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     the_ledger = ledger if ledger is not None else Ledger(settings.db)
 
     # One set of views per worker process, updated after this process's own writes
-    # and caught up before every read (other workers' writes).
-    views = Views.open(the_ledger)
+    # and caught up at the start of every read (other workers' writes).
+    views = Views.open(the_ledger, fresh_reads=True)
     views.attach(the_ledger)
 
     @asynccontextmanager
