@@ -92,6 +92,7 @@ class Views:
 
     def close(self) -> None:
         """Close the views' connections (not the ledger's)."""
+        self.recorder.close_readers()
         self._factory.close()
 
     def __enter__(self) -> Self:
