@@ -18,7 +18,9 @@ from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
-ROUTERS = (entries.router, feed.router, log.router, read.router, resolver.router, labels.router,
+# The resolver first: the scan of a Digital Link is the busiest request, and routers are
+# matched in this order (no other router's paths overlap the resolver's).
+ROUTERS = (resolver.router, entries.router, feed.router, log.router, read.router, labels.router,
            health.router, metrics.router, cases.router)
 # Pages for people (HTML); the scan page itself is the Digital Link route in `resolver`.
 PAGE_ROUTERS = (pages.router,)
