@@ -113,14 +113,25 @@ class _Tracking:
             tx.execute(statement)
 
 
+class _Reader:
+    """A thread's reading connection, closed when the thread's storage lets it go."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        self.conn.close()
+
+
 class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
     tracking_table = "tracking"  # the library's fixed name on SQLite
 
     def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self._reader = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *create_statements()]
@@ -139,36 +150,35 @@ class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
             with self.datastore.transaction(commit=False) as cursor:
                 yield Tx(cursor, postgres=False)
             return
-        conn = getattr(self._reader, "conn", None)
-        if conn is None:
-            conn = self._reader.conn = self._open_reader(pool.db_name)
-        cursor = conn.cursor()
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._open_reader(pool.db_name)
+        cursor = reader.conn.cursor()
         cursor.execute("BEGIN")
         try:
             yield Tx(cursor, postgres=False)
         finally:
             cursor.close()
-            conn.rollback()
+            reader.conn.rollback()
 
-    def _open_reader(self, db_name: str) -> sqlite3.Connection:
+    def _open_reader(self, db_name: str) -> _Reader:
         """A connection of the calling thread's own for reading the views.
 
         Not one of the library's pool: it opens connections with `cached_statements=True`,
         a statement cache of one, so every query of a scan view was compiled again
         (its recursive reaches most of all: three quarters of a scan's time). A thread
-        that reads keeps its connection, and its compiled statements, until `close`."""
+        keeps its connection, and its compiled statements, until it ends (the server's
+        thread pool lets idle threads go) or the views are closed."""
         conn = sqlite3.connect(db_name, uri=True, check_same_thread=False,
                                isolation_level=None, cached_statements=256)
         conn.row_factory = sqlite3.Row
-        with self._readers_lock:
-            self._readers.append(conn)
-        return conn
+        reader = _Reader(conn)
+        self._readers.add(reader)
+        return reader
 
     def close_readers(self) -> None:
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.close()
+        for reader in list(self._readers):
+            reader.conn.close()
 
 
 class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
