@@ -15,7 +15,7 @@ from collections import Counter
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import REFUSALS
 
@@ -63,12 +63,14 @@ class Metrics:
 
 
 class TimedRoutes:
-    """Pure ASGI middleware observing each HTTP request's latency under its route template.
+    """Pure ASGI middleware observing each HTTP request's latency under its route template:
+    from the request to the start of its answer (a feed stream is timed to its first
+    byte, not to its end).
 
     Not `app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app in a task
     of its own and streams the answer back through memory channels, which cost the scan
-    route more than its queries. Timed until the app has sent the whole answer; a request
-    whose app raises is not observed (the error middleware answers it)."""
+    route more than its queries. A request whose app raises is not observed (the error
+    middleware answers it)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -79,11 +81,20 @@ class TimedRoutes:
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        await self.app(scope, receive, send)
-        # The route template, never the raw path: one series per route, not per GTIN.
-        # The router writes the matched route into this same scope.
-        name = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.observe(scope["method"], name, time.perf_counter() - began)
+        answered = 0.0
+
+        async def timed(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = time.perf_counter()
+            await send(message)
+
+        await self.app(scope, receive, timed)
+        if answered:
+            # The route template, never the raw path: one series per route, not per
+            # GTIN. The router writes the matched route into this same scope.
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(scope["method"], name, answered - began)
 
 
 router = APIRouter(tags=["health"])
