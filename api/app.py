@@ -18,7 +18,9 @@ from api.settings import Settings
 from ledger.application import Ledger
 from traceability.views import Views
 
-ROUTERS = (entries.router, feed.router, log.router, read.router, resolver.router, labels.router,
+# The resolver first: the scan of a Digital Link is the busiest request, and routers are
+# matched in this order (no other router's paths overlap the resolver's).
+ROUTERS = (resolver.router, entries.router, feed.router, log.router, read.router, labels.router,
            health.router, metrics.router, cases.router)
 # Pages for people (HTML); the scan page itself is the Digital Link route in `resolver`.
 PAGE_ROUTERS = (pages.router,)
@@ -40,8 +42,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     the_ledger = ledger if ledger is not None else Ledger(settings.db)
 
     # One set of views per worker process, updated after this process's own writes
-    # and caught up before every read (other workers' writes).
-    views = Views.open(the_ledger)
+    # and caught up at the start of every read (other workers' writes).
+    views = Views.open(the_ledger, fresh_reads=True)
     views.attach(the_ledger)
 
     @asynccontextmanager
@@ -58,9 +60,11 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     problems.install(app)
     pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
     app.state.metrics = metrics.Metrics()
-    app.middleware("http")(metrics.middleware(app.state.metrics))
+    # The last added runs first: a request refused for its rate is not timed.
+    app.add_middleware(metrics.TimedRoutes, metrics=app.state.metrics)
     if settings.read_rate_per_minute > 0:
-        app.middleware("http")(ratelimit.middleware(ratelimit.RateLimiter(settings.read_rate_per_minute)))
+        app.add_middleware(ratelimit.PublicReadLimit,
+                           limiter=ratelimit.RateLimiter(settings.read_rate_per_minute))
     for router in ROUTERS:
         app.include_router(router)
     for router in PAGE_ROUTERS:

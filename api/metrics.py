@@ -12,11 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import REFUSALS
 
@@ -63,19 +62,39 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def middleware(
-    metrics: Metrics,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        began = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # The route template, never the raw path: one series per route, not per GTIN.
-        name = getattr(route, "path", "unmatched")
-        metrics.observe(request.method, name, time.perf_counter() - began)
-        return response
+class TimedRoutes:
+    """Pure ASGI middleware observing each HTTP request's latency under its route template:
+    from the request to the start of its answer (a feed stream is timed to its first
+    byte, not to its end).
 
-    return timed
+    Not `app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app in a task
+    of its own and streams the answer back through memory channels, which cost the scan
+    route more than its queries. A request whose app raises is not observed (the error
+    middleware answers it)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        answered = 0.0
+
+        async def timed(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = time.perf_counter()
+            await send(message)
+
+        await self.app(scope, receive, timed)
+        if answered:
+            # The route template, never the raw path: one series per route, not per
+            # GTIN. The router writes the matched route into this same scope.
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(scope["method"], name, answered - began)
 
 
 router = APIRouter(tags=["health"])

@@ -11,10 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import problems
 
@@ -48,13 +47,21 @@ class RateLimiter:
         return wait
 
 
-def middleware(
-    limiter: RateLimiter,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.method == "GET" and request.url.path.startswith(PUBLIC_PREFIXES):
-            client = request.client.host if request.client else "unknown"
-            wait = limiter.wait_for(client)
+class PublicReadLimit:
+    """Pure ASGI middleware: a GET on a public read route beyond the client's allowance is
+    answered 429 with Retry-After, without reaching the app. (Not BaseHTTPMiddleware,
+    whose task and channels per request cost more than the routes it guards.)"""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "GET"
+                and scope["path"].startswith(PUBLIC_PREFIXES)):
+            peer = scope.get("client")
+            client = peer[0] if peer else "unknown"
+            wait = self.limiter.wait_for(client)
             if wait > 0:
                 retry = max(1, int(wait + 0.999))
                 answer = problems.problem(
@@ -62,7 +69,6 @@ def middleware(
                     f"too many requests from {client}; try again in {retry} s",
                 )
                 answer.headers["Retry-After"] = str(retry)
-                return answer
-        return await call_next(request)
-
-    return limit
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -163,3 +163,31 @@ def test_every_public_read_route_draws_on_the_same_allowance(tmp_path: Path) -> 
               "/cases/any", "/v1/cases/any/bundle"]
     assert {path: client.get(path).status_code for path in public} == {p: 429 for p in public}
     assert client.get("/v1/checkpoint").status_code == 200
+
+
+def test_a_worker_reads_what_another_worker_recorded_without_catching_up_itself(
+        tmp_path: Path, db_url: str) -> None:
+    """Each worker's views catch up at the start of every read: a blacklisting recorded
+    through another `Ledger` on the same database (another worker) shows in this worker's
+    very next scan, with a checkpoint covering it."""
+    from datetime import UTC, datetime
+
+    from ledger import client as signer, keys
+
+    built = demo.build(db_url, tmp_path / "log.pem", tmp_path / "root.pem")
+    log_key = keys.load_private_key(tmp_path / "log.pem")
+    worker = TestClient(create_app(Ledger(db_url, log_key=log_key)))
+    gtin, lot = built.clean_bread
+    before = worker.get(f"/01/{gtin}/10/{lot}", headers=JSON).json()
+    assert before["status"] == "ok" and before["producer"]["blacklisted"] is False
+
+    other = Ledger(db_url, log_key=log_key)
+    other.append([signer.sign(signer.new_statement(
+        "blacklist.added", demo.REGULATOR, issued_at=datetime.now(UTC), org=demo.BAKERY,
+        reason="拒不履行召回义务", basis="《食品安全法》", refs=[]),
+        keys.load_private_key(tmp_path / "root.pem"))])
+    after = worker.get(f"/01/{gtin}/10/{lot}", headers=JSON).json()
+    assert after["status"] == "producer_blacklisted" and after["producer"]["blacklisted"] is True
+    assert after["checkpoint"]["tree_size"] == other.size() > before["checkpoint"]["tree_size"]
+    assert worker.get(f"/v1/orgs/{demo.BAKERY}").json()["credit"]["blacklisted"] is True
+    other.close()

@@ -256,3 +256,36 @@ def test_a_write_succeeds_even_when_the_views_fail_to_follow_it(
     monkeypatch.undo()
     views.catch_up()
     assert credit(views, MILL).score == 104  # ... until the next catch-up
+
+
+def test_reading_threads_hold_their_own_connection_only_while_they_live(db_url: str,
+                                                                        world: World) -> None:
+    """On SQLite each reading thread keeps a connection (and its compiled statements);
+    a server's thread pool ends idle threads, and their connections must go with them."""
+    import gc
+
+    views = Views.open(world.ledger, fresh_reads=True)
+    counts: list[int] = []
+
+    def read() -> None:
+        with views.reading() as tx:
+            counts.append(tx.value("SELECT COUNT(*) FROM v_batches WHERE gtin = ?", (FLOUR,)))
+
+    threads = [threading.Thread(target=read) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gc.collect()
+    assert counts == [150] * 20
+    readers = getattr(views.recorder, "_readers", None)  # SQLite only
+    assert readers is None or len(readers) == 0
+    read()  # this thread's connection, closed with the views
+    if readers is not None:
+        assert len(readers) == 1
+        conn = next(iter(readers)).conn
+        views.close()
+        with pytest.raises(Exception, match="closed"):
+            conn.execute("SELECT 1")
+    else:
+        views.close()

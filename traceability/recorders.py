@@ -17,6 +17,8 @@ of the view tables in the transaction see the rows of all earlier chunks.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +52,9 @@ class ViewsRecorder(Protocol):
 
     def read(self) -> Any:
         """A context manager giving a Tx in a read-only snapshot."""
+
+    def close_readers(self) -> None:
+        """Close the connections `read` opened outside the library's pool, if any."""
 
     def claim(self, tx: Tx, application_name: str, start: int, last: int) -> bool: ...
 
@@ -108,11 +113,25 @@ class _Tracking:
             tx.execute(statement)
 
 
+class _Reader:
+    """A thread's reading connection, closed when the thread's storage lets it go."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        self.conn.close()
+
+
 class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
     tracking_table = "tracking"  # the library's fixed name on SQLite
 
     def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        self._local = threading.local()
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *create_statements()]
@@ -125,8 +144,41 @@ class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
     @contextmanager
     def read(self) -> Iterator[Tx]:
         # A deferred transaction in WAL mode: one snapshot from the first read on.
-        with self.datastore.transaction(commit=False) as cursor:
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            # Shared-cache memory databases need the library's reader/writer interlock.
+            with self.datastore.transaction(commit=False) as cursor:
+                yield Tx(cursor, postgres=False)
+            return
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._open_reader(pool.db_name)
+        cursor = reader.conn.cursor()
+        cursor.execute("BEGIN")
+        try:
             yield Tx(cursor, postgres=False)
+        finally:
+            cursor.close()
+            reader.conn.rollback()
+
+    def _open_reader(self, db_name: str) -> _Reader:
+        """A connection of the calling thread's own for reading the views.
+
+        Not one of the library's pool: it opens connections with `cached_statements=True`,
+        a statement cache of one, so every query of a scan view was compiled again
+        (its recursive reaches most of all: three quarters of a scan's time). A thread
+        keeps its connection, and its compiled statements, until it ends (the server's
+        thread pool lets idle threads go) or the views are closed."""
+        conn = sqlite3.connect(db_name, uri=True, check_same_thread=False,
+                               isolation_level=None, cached_statements=256)
+        conn.row_factory = sqlite3.Row
+        reader = _Reader(conn)
+        self._readers.add(reader)
+        return reader
+
+    def close_readers(self) -> None:
+        for reader in list(self._readers):
+            reader.conn.close()
 
 
 class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
@@ -181,6 +233,9 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
                     yield Tx(cursor, postgres=True)
             finally:
                 conn.isolation_level, conn.read_only = None, None
+
+    def close_readers(self) -> None:
+        pass  # reads use the views' own pool
 
     def lock_views(self, tx: Tx) -> None:
         # Held to the end of the transaction; the same lock guards creating the tables.

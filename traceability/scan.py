@@ -17,6 +17,7 @@ from ledger.errors import NotFound
 from ledger.log.checkpoint import parse_checkpoint
 from traceability.credit import credit_in
 from traceability.standing import standing_at
+from traceability.sql import Tx
 from traceability.trace import batch_key, reach_sql
 from traceability.views import Views
 
@@ -174,6 +175,7 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
         if kept is None:
             full = credit_in(tx, views.policy, found["producer"], when)
             kept = (full.score, full.blacklisted)
+        checkpoint = _checkpoint(tx)
     score, listed = kept
     producer = ScanProducer(found["producer"], found["producer_name"] or "",
                             views.policy.grade(score, listed), score, listed)
@@ -187,14 +189,15 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
         status = "ok"
     batch = ScanBatch(found["gtin"], found["lot"], found["product"], found["category"],
                       found["produced_at"], found["expires_at"], found["standard"], found["entry"])
-    return ScanView(batch, producer, status, checks, recalls, origin, _checkpoint(views))
+    return ScanView(batch, producer, status, checks, recalls, origin, checkpoint)
 
 
-def _checkpoint(views: Views) -> CheckpointRef | None:
-    try:
-        return _checkpoint_ref(views.ledger.checkpoint())
-    except NotFound:
-        return None
+def _checkpoint(tx: Tx) -> CheckpointRef | None:
+    # The ledger's latest signed checkpoint (Ledger.checkpoint), read from its table in
+    # the same database, in the view's own snapshot: no transaction of its own, and a
+    # tree head that covers every entry the view was built from.
+    note = tx.value("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
+    return None if note is None else _checkpoint_ref(note)
 
 
 @lru_cache(maxsize=8)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from ledger.timefmt import parse_time
 from traceability.sql import Tx
@@ -83,8 +84,15 @@ def standing_at(text: str | None, at: datetime) -> tuple[int, bool] | None:
     if text is None:
         return None
     found = None
-    for when, score, listed in json.loads(text):
-        if parse_time(when) > at:
+    for when, score, listed in _parsed(text):
+        if when > at:
             break
-        found = (score, bool(listed))
+        found = (score, listed)
     return found
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> tuple[tuple[datetime, int, bool], ...]:
+    # A timeline's text says the same forever (a new fact writes a new text), and the
+    # scan view reads its producer's on every request: parse each text once.
+    return tuple((parse_time(when), score, bool(listed)) for when, score, listed in json.loads(text))

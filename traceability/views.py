@@ -52,6 +52,9 @@ class Views:
 
     `clock` is the time credit and blacklist questions are answered at when no time
     is given; by default the ledger's own clock.
+
+    With `fresh_reads` (the API, where other workers write), every `reading` first
+    catches the views up with every entry committed by then, whoever committed it.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Views:
         policy: CreditPolicy = DEFAULT_POLICY,
         chunk_size: int = DEFAULT_CHUNK,
         clock: Callable[[], datetime] | None = None,
+        fresh_reads: bool = False,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
@@ -76,10 +80,19 @@ class Views:
         # reset here sets it back), so a horizon at or below it needs no catch-up: the
         # API asks before every read, and then that is one query, not two.
         self._reached = 0
+        self.fresh_reads = fresh_reads
+        # The log's last notification id, asked inside a read's own snapshot: the views
+        # live in the ledger's database (its schema on PostgreSQL, the search path of
+        # the views' connections), so a read that finds nothing new to apply costs one
+        # more statement, not a catch-up's transaction of its own before it.
+        column = "notification_id" if ledger.database.is_postgres else "rowid"
+        self._horizon_sql = (
+            f'SELECT MAX({column}) FROM "{ledger.recorder.events_table_name}"')
         self._reset(only_if_stale=True)
 
     def close(self) -> None:
         """Close the views' connections (not the ledger's)."""
+        self.recorder.close_readers()
         self._factory.close()
 
     def __enter__(self) -> Self:
@@ -242,14 +255,30 @@ class Views:
 
     @contextmanager
     def reading(self) -> Iterator[Tx]:
-        """A read-only snapshot of the view tables, for the query modules."""
+        """A read-only snapshot of the view tables, for the query modules; with
+        `fresh_reads`, one that covers every entry committed before it began."""
         try:
-            with self.recorder.read() as tx:
+            with self._snapshot() as tx:
                 yield tx
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise StorageError(
                 f"cannot read the views in {self.ledger.database.describe()}: {e}"
             ) from e
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Tx]:
+        if self.fresh_reads:
+            with self.recorder.read() as tx:
+                # Positions only grow: a snapshot whose log ends at or below a position
+                # this process saw the views reach holds the views of all of it.
+                if (tx.value(self._horizon_sql) or 0) <= self._reached:
+                    yield tx
+                    return
+            # Behind: catch up to the latest, then read, as a catch-up before each read
+            # would (not checking again, which under steady writes could go on and on).
+            self.catch_up()
+        with self.recorder.read() as tx:
+            yield tx
 
     def organization(self, uscc: str) -> Row:
         """The organization's row; raises NotFound for an unknown USCC."""

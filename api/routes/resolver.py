@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from api.pages import render_scan
 from api.product_page import render_product
-from api.routes.read import SCAN_EXAMPLE, ViewsDep, _gtin, _lot
+from api.routes.read import SCAN_EXAMPLE, ViewsDep, _gtin, _lot, views_of
 from traceability import product, qr, scan
 from traceability.linkset import MEDIA_TYPE as LINKSET, LinkSet, batch_links, link_type_name
 from traceability.linkset import product_links
@@ -102,14 +102,13 @@ def _lang(request: Request) -> str:
 
 @router.get("/01/{gtin}", summary="GS1 Digital Link: a product and its lots",
             responses=_responses(PRODUCT_EXAMPLE))
-def resolve_product(gtin: str, request: Request, views: ViewsDep,
-                    link_type: LinkTypeQuery = None) -> Response:
+def resolve_product(gtin: str, request: Request, link_type: LinkTypeQuery = None) -> Response:
     """The product named by the GTIN: its name, category, producers and newest lots, each
     lot linking to its scan page."""
     canonical = _gtin(gtin)
     if canonical != gtin:
         return _moved(f"/01/{canonical}", request)
-    view = product.product(views, canonical)
+    view = product.product(views_of(request), canonical)
     base = _base(request)
     links = product_links(base, f"{base}/01/{canonical}", view)
     data = view.to_json()
@@ -119,13 +118,13 @@ def resolve_product(gtin: str, request: Request, views: ViewsDep,
 
 
 def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
-                   views: ViewsDep, link_type: str | None) -> Response:
+                   link_type: str | None) -> Response:
     canonical, lot = _gtin(gtin), _lot(lot)
     if serial is not None:
         serial = qr.validate_serial(serial)
     if canonical != gtin:
         return _moved(qr.batch_path(canonical, lot, serial), request)
-    view = scan.scan(views, canonical, lot)
+    view = scan.scan(views_of(request), canonical, lot)
     base = _base(request)
     links = batch_links(base, base + qr.batch_path(canonical, lot, serial), view)
     data = view.to_json()
@@ -137,21 +136,21 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
 
 @router.get("/01/{gtin}/10/{lot}", summary="GS1 Digital Link: the scan view of a batch",
             responses=_responses(SCAN_EXAMPLE))
-def resolve_batch(gtin: str, lot: str, request: Request, views: ViewsDep,
+def resolve_batch(gtin: str, lot: str, request: Request,
                   link_type: LinkTypeQuery = None) -> Response:
     """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
     `Accept: application/json`, the link set for `Accept: application/linkset+json`."""
-    return _resolve_batch(gtin, lot, None, request, views, link_type)
+    return _resolve_batch(gtin, lot, None, request, link_type)
 
 
 @router.get("/01/{gtin}/10/{lot}/21/{serial}",
             summary="GS1 Digital Link: one serialised item of a batch",
             responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}))
-def resolve_item(gtin: str, lot: str, serial: str, request: Request, views: ViewsDep,
+def resolve_item(gtin: str, lot: str, serial: str, request: Request,
                  link_type: LinkTypeQuery = None) -> Response:
     """The scan view of the item's batch (the ledger records batches, not items), with
     the serial (GS1 AI 21, 1 to 20 characters of GS1 character set 82) echoed in JSON."""
-    return _resolve_batch(gtin, lot, serial, request, views, link_type)
+    return _resolve_batch(gtin, lot, serial, request, link_type)
 
 
 @router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
