@@ -66,12 +66,38 @@ def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
     the ledger recorded as verified: its statement's fields are not checked again
     either (parse_statement's trusted read), which was most of what was left."""
     try:
-        entry = json.loads(text)
-        payload = b64decode(entry["envelope"]["payload"], validate=True)
-        statement = parse_statement(json.loads(payload), trusted=trusted)
-        return Parsed(index, str(entry["recorded_at"]), statement)
+        fields = _as_written(text) if trusted else None
+        if fields is not None:
+            # The payload of a verified entry is canonical JSON, so UTF-8: decoding it
+            # as the envelope reader does halves json.loads' time on bytes (its
+            # encoding detection, then a slow decode for any non-ASCII text).
+            payload_text, recorded_at = fields
+            obj = json.loads(b64decode(payload_text, validate=True).decode("utf-8"))
+        else:
+            entry = json.loads(text)
+            obj = json.loads(b64decode(entry["envelope"]["payload"], validate=True))
+            recorded_at = str(entry["recorded_at"])
+        return Parsed(index, recorded_at, parse_statement(obj, trusted=trusted))
     except (LedgerError, ValueError, KeyError, TypeError, AttributeError) as e:
         return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
+
+
+_HEAD = '{"envelope":{"payload":"'
+_RECORDED_AT = ',"recorded_at":"'
+
+
+def _as_written(text: str) -> tuple[str, str] | None:
+    """The payload (base64) and recording time of an entry text in the form the ledger
+    writes it (ledger.application.entry_bytes: JCS, the payload first, the recording
+    time last, no escapes in either), read by slicing instead of json.loads; None for
+    any other text, to be read the long way."""
+    if not (text.startswith(_HEAD) and text.endswith('"}')):
+        return None
+    end = text.find('"', len(_HEAD))
+    at = text.rfind(_RECORDED_AT)
+    if end < 0 or at <= end:
+        return None
+    return text[len(_HEAD):end], text[at + len(_RECORDED_AT):-2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,9 @@ class Views:
             # The stored state is the transcoder's JSON object, whose `index`, `entry`
             # and `statement_id` are plain JSON values: read just those, without
             # building the library's event object (a third of the cost of a rebuild).
-            state = json.loads(notification.state)
+            # Decoded as the library's transcoder does: json.loads on bytes detects
+            # the encoding and decodes more slowly.
+            state = json.loads(notification.state.decode("utf-8"))
             index, text, statement_id = state["index"], state["entry"], state["statement_id"]
         else:
             event: Appended = mapper.to_domain_event(notification)  # type: ignore[assignment]
