@@ -115,13 +115,21 @@ _OWNED_BY_ENTRY = ("v_credit_lines", "v_recalls", "v_blacklist", "v_awards",
 
 
 class Projector:
-    def __init__(self, tx: Tx, policy: CreditPolicy, read_statement: ReadStatement) -> None:
+    def __init__(
+        self, tx: Tx, policy: CreditPolicy, read_statement: ReadStatement, *,
+        standing_per_chunk: bool = False,
+    ) -> None:
         self.tx = tx
         self.policy = policy
         self.read_statement = read_statement
         # Organizations whose credit lines or listings the current entry changed: their
-        # standing (traceability.standing) is written again once the entry is applied.
+        # standing (traceability.standing) is written again once the entry is applied,
+        # or with `standing_per_chunk`, once for the chunk when `finish` is called. The
+        # same rows result: a standing is a function of the organization's lines and
+        # listings, which only an entry that touches it changes, and nothing the
+        # projector does reads v_standing.
         self._touched: set[str] = set()
+        self._standing_per_chunk = standing_per_chunk
 
     def entry(self, parsed: Parsed) -> None:
         s = parsed.statement
@@ -141,6 +149,11 @@ class Projector:
             self.correction(s, Source(parsed.index, parsed.recorded_at))
         else:
             self.apply(s, Source(parsed.index, parsed.recorded_at))
+        if not self._standing_per_chunk:
+            self.finish()
+
+    def finish(self) -> None:
+        """Write the standing of the organizations touched since the last call."""
         for org in sorted(self._touched):
             refresh_standing(self.tx, org)
         self._touched.clear()
