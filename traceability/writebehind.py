@@ -22,9 +22,10 @@ queued writes of every table it names.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from traceability.schema import ORDER, TABLES
@@ -51,6 +52,12 @@ class _Form:
     key: tuple[int, ...] | None  # positions of the primary key's parameters; None: every row
     # The same statement for many rows given as one array per parameter (PostgreSQL).
     arrays: str | None = None
+
+    @property
+    def key_of(self) -> Callable[[tuple[Any, ...]], Key] | None:
+        """A row's key: its one primary key value, or their tuple (the same for every
+        statement on a table, so keys of different statements compare)."""
+        return None if self.key is None else itemgetter(*self.key)
 
 
 def _primary_key(table: str) -> tuple[str, ...]:
@@ -125,15 +132,19 @@ class WriteBehind(Tx):
             return
         form = _form(sql)
         groups = self._queues.setdefault(form.table, [])
+        key_of = form.key_of
         for row in rows:
-            key = _EVERY_ROW if form.key is None else tuple(row[i] for i in form.key)
+            key = _EVERY_ROW if key_of is None else key_of(row)
             target = None
-            for group in reversed(groups):
-                if group.sql == sql and key is not _EVERY_ROW:
-                    target = group
-                    break
-                if key is _EVERY_ROW or _EVERY_ROW in group.keys or key in group.keys:
-                    break
+            if key is not _EVERY_ROW and groups and groups[-1].sql == sql:
+                target = groups[-1]  # the usual case: no group after it to cross
+            else:
+                for group in reversed(groups):
+                    if group.sql == sql and key is not _EVERY_ROW:
+                        target = group
+                        break
+                    if key is _EVERY_ROW or _EVERY_ROW in group.keys or key in group.keys:
+                        break
             if target is None:
                 target = _Group(sql, form)
                 groups.append(target)
@@ -164,11 +175,12 @@ class WriteBehind(Tx):
             return
         # Rows of distinct keys in one statement do what they do one by one; a key met
         # again starts the next statement, after the one holding its first row.
-        assert group.form.key is not None
+        key_of = group.form.key_of
+        assert key_of is not None
         batch: list[tuple[Any, ...]] = []
         seen: set[Key] = set()
         for row in group.rows:
-            key = tuple(row[i] for i in group.form.key)
+            key = key_of(row)
             if key in seen:
                 self._send_arrays(arrays, batch)
                 batch, seen = [], set()
