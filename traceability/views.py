@@ -28,6 +28,7 @@ from ledger.application import Ledger
 from ledger.domain.log import UNVERIFIED, Appended
 from ledger.errors import LedgerError, NotFound, StorageError
 from ledger.statements import Statement
+from ledger.store import Recorded
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
 from traceability.projector import Parsed, Projector, parse_entry
 from traceability.recorders import PostgresViewsRecorder, SQLiteViewsRecorder, ViewsRecorder
@@ -125,10 +126,7 @@ class Views:
             if horizon <= self._reached:
                 return 0
             while (start := self.position()) < horizon:
-                notifications = self.ledger.recorder.select_notifications(
-                    start=start, limit=chunk_size, stop=horizon, topics=[APPENDED_TOPIC],
-                    inclusive_of_start=False,
-                )
+                notifications = self._select(start, chunk_size, horizon)
                 # A short chunk is the last one: it takes the position to the horizon.
                 end = notifications[-1].id if len(notifications) == chunk_size else horizon
                 if self._apply_chunk(start, notifications, end, bulk=bulk):
@@ -139,13 +137,24 @@ class Views:
             self._reached = max(self._reached, horizon)
         return applied
 
+    def _select(self, start: int, limit: int, stop: int) -> Sequence[Recorded | Notification]:
+        """The log's notifications after `start` up to `stop`, at most `limit`."""
+        if self._plain:
+            return self.ledger.recorder.select_states(  # type: ignore[attr-defined, no-any-return]
+                start, limit, stop, APPENDED_TOPIC)
+        return self.ledger.recorder.select_notifications(
+            start=start, limit=limit, stop=stop, topics=[APPENDED_TOPIC],
+            inclusive_of_start=False,
+        )
+
     def wait(self, notification_id: int, timeout: float = 5.0) -> None:
         """Block until the views cover `notification_id` (whoever applies it); raises
         TimeoutError after `timeout` seconds."""
         self.recorder.wait(self.name, notification_id, timeout=timeout)
 
     def _apply_chunk(
-        self, start: int, notifications: Sequence[Notification], end: int | None = None,
+        self, start: int, notifications: Sequence[Recorded | Notification],
+        end: int | None = None,
         *, bulk: bool = False,
     ) -> bool:
         """Apply `notifications` (all the log's after `start` up to `end`, by default
@@ -175,9 +184,15 @@ class Views:
             behind.flush()
         return True
 
-    def _parse(self, notification: Notification) -> Parsed:
+    @property
+    def _plain(self) -> bool:
+        """Whether the stored state is the transcoder's JSON as it is (not compressed
+        or encrypted): then only `index`, `entry` and `statement_id` are read from it."""
         mapper = self.ledger.mapper
-        if mapper.compressor is None and mapper.cipher is None:
+        return mapper.compressor is None and mapper.cipher is None
+
+    def _parse(self, notification: Recorded | Notification) -> Parsed:
+        if self._plain:
             # The stored state is the transcoder's JSON object, whose `index`, `entry`
             # and `statement_id` are plain JSON values: read just those, without
             # building the library's event object (a third of the cost of a rebuild).
@@ -186,7 +201,9 @@ class Views:
             state = json.loads(notification.state.decode("utf-8"))
             index, text, statement_id = state["index"], state["entry"], state["statement_id"]
         else:
-            event: Appended = mapper.to_domain_event(notification)  # type: ignore[assignment]
+            assert isinstance(notification, Notification)
+            event: Appended = self.ledger.mapper.to_domain_event(  # type: ignore[assignment]
+                notification)
             index, text, statement_id = event.index, event.entry, event.statement_id
         # The audit's stand-ins for entries that failed were never checked: check them.
         trusted = not statement_id.startswith(UNVERIFIED)
