@@ -22,7 +22,7 @@ from ledger.statements import Statement, parse_statement
 from ledger.timefmt import format_time
 from traceability.policy import CreditPolicy
 from traceability.sql import Tx
-from traceability.standing import refresh as refresh_standing
+from traceability.standing import refresh_many as refresh_standing
 
 ReadStatement = Callable[[int], "Statement | None"]
 
@@ -154,8 +154,7 @@ class Projector:
 
     def finish(self) -> None:
         """Write the standing of the organizations touched since the last call."""
-        for org in sorted(self._touched):
-            refresh_standing(self.tx, org)
+        refresh_standing(self.tx, sorted(self._touched))
         self._touched.clear()
 
     def apply(self, s: Statement, at: Source) -> None:
