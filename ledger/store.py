@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +33,13 @@ NewNode = tuple[int, int, bytes]
 # A recorded statement, by its `id` (16 bytes): index, envelope digest, recorded_at,
 # leaf hash. What idempotency needs, written in the append's transaction.
 StatementRow = tuple[bytes, int, bytes, str, bytes]
+
+
+class Recorded(NamedTuple):
+    """A stored event as a reader of the log's notifications needs it: id and state."""
+
+    id: int
+    state: bytes
 
 DEFAULT_DB = "qledger.db"
 
@@ -137,6 +144,19 @@ class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
                 for row in c.fetchall():
                     out[bytes(row[0])] = (bytes(row[0]), row[1], bytes(row[2]), row[3], bytes(row[4]))
         return out
+
+    def select_states(self, start: int, limit: int, stop: int, topic: str) -> list[Recorded]:
+        """The notification id and stored state of the events of `topic` with
+        start < id <= stop, in id order, at most `limit`: what a rebuild of the views
+        reads, without the library's Notification objects (their originator UUIDs were
+        a tenth of its time)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, state FROM {self.events_table_name} "
+                "WHERE rowid > ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?",
+                (start, stop, topic, limit),
+            )
+            return [Recorded(row[0], row[1]) for row in c.fetchall()]
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         with self.datastore.transaction(commit=False) as c:
@@ -280,6 +300,10 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
             "ORDER BY e.originator_id, e.originator_version"
         ).format(schema=schema, table=Identifier(self.events_table_name))
 
+        self._select_states = SQL(
+            "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id > %s "
+            "AND notification_id <= %s AND topic = %s ORDER BY notification_id LIMIT %s"
+        ).format(schema=schema, table=Identifier(self.events_table_name))
         self._select_versions = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
             "FROM unnest(%s::bigint[]) AS w(v) "
@@ -334,6 +358,13 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
                     self._insert_statements, [list(c) for c in zip(*statements)], prepare=True
                 )
         return ids
+
+    def select_states(self, start: int, limit: int, stop: int, topic: str) -> list[Recorded]:
+        """As SQLiteLedgerRecorder.select_states."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_states, (start, stop, topic, limit))
+            return [Recorded(row["notification_id"], bytes(row["state"]))
+                    for row in curs.fetchall()]
 
     def find_statements(self, ids: Sequence[bytes]) -> dict[bytes, StatementRow]:
         """The recorded statements among `ids`, in one query."""

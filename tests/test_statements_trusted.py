@@ -17,6 +17,7 @@ from ledger.application import Ledger
 from ledger.errors import Rejected
 from ledger.statements import parse_statement
 from tests.support import make_uscc
+from traceability.projector import _as_written, parse_entry
 
 LAB = make_uscc(7)
 
@@ -42,6 +43,29 @@ def test_every_statement_of_the_demo_ledger_reads_the_same_trusted(tmp_path: Pat
             "check.recorded", "recall.issued"} <= kinds
     for s in statements:
         assert parse_statement(s, trusted=True) == parse_statement(s)
+
+
+def test_every_entry_of_the_demo_ledger_reads_the_same_sliced_as_parsed(tmp_path: Path) -> None:
+    """parse_entry reads a verified entry's payload and recording time by slicing the
+    text the ledger wrote; it must find what json.loads finds, and take the long way
+    for a text in any other form."""
+    db = str(tmp_path / "demo.db")
+    demo.build(db, tmp_path / "log.pem", tmp_path / "root.pem")
+    ledger = Ledger(db)
+    try:
+        texts = [ledger.entry(i).text for i in range(ledger.size())]
+    finally:
+        ledger.close()
+    for i, text in enumerate(texts):
+        entry = json.loads(text)
+        assert _as_written(text) == (entry["envelope"]["payload"], entry["recorded_at"])
+        fast = parse_entry(i, text, trusted=True)
+        assert fast.statement is not None
+        assert fast == parse_entry(i, text, trusted=False)
+        # The same entry with white space added is not as written: read by json.loads.
+        spaced = json.dumps(entry, indent=1)
+        assert _as_written(spaced) is None
+        assert parse_entry(i, spaced, trusted=True) == fast
 
 
 def _produced(**changes: Any) -> dict[str, Any]:

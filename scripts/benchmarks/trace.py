@@ -185,6 +185,7 @@ def _kept(backend: str, keep: str, entries: int, orgs: int, seed: int) -> Iterat
 
 def run_backend(
     backend: str, entries: int, orgs: int, seed: int, samples: int, keep: str | None = None,
+    only_rebuild: bool = False,
 ) -> dict[str, Any]:
     nation = Nation(seed, orgs)
     out: dict[str, Any] = {}
@@ -192,6 +193,9 @@ def run_backend(
     with place as db:
         ledger = Ledger(db)
         reused = ledger.is_created() and ledger.size() >= entries
+        if only_rebuild and not reused:
+            raise SystemExit(f"--only rebuild: no kept ledger of {entries} entries at {db}; "
+                             "run once with --keep to make it")
         if not reused:
             if ledger.is_created():
                 raise SystemExit(f"{db} holds an unfinished ledger: remove it first")
@@ -206,6 +210,12 @@ def run_backend(
         began = time.perf_counter()
         applied = views.rebuild()
         out["rebuild_entries_per_s"] = round(applied / (time.perf_counter() - began))
+        # The machine is shared: the load says how much a rate can be trusted.
+        out["load_1m"] = round(os.getloadavg()[0], 2)
+        if only_rebuild:
+            views.close()
+            ledger.close()
+            return out
         # The batches in the order they were made: the generator's list, or the same
         # list read back from the views of a kept ledger.
         with views.reading() as tx:
@@ -253,12 +263,16 @@ def main(argv: list[str]) -> int:
                         help="keep the generated ledger (SQLite: in DIR; PostgreSQL: in a "
                              "schema named after entries, orgs and seed) and reuse it when "
                              "it is there already")
+    parser.add_argument("--only", choices=["rebuild"],
+                        help="measure only this on a ledger kept by an earlier run (--keep)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.only and not args.keep:
+        parser.error("--only needs --keep DIR: it measures a ledger kept by an earlier run")
     result: dict[str, Any] = {"machine": machine()}
     for backend in reachable_backends(args.backends):
         result[backend] = run_backend(backend, args.entries, args.orgs, args.seed, args.samples,
-                                      args.keep)
+                                      args.keep, only_rebuild=args.only == "rebuild")
         if not args.json:
             print(backend, json.dumps(result[backend]), flush=True)
     if args.json:
