@@ -601,6 +601,8 @@ class Ledger(Application[UUID]):
             )
             self._save(stored, nodes, checkpoint, rows)
             self._frontier = frontier if self.maintain_tree else None
+            if statistics_due(next_index - len(events), next_index):
+                self.recorder.refresh_statistics()  # type: ignore[attr-defined]
         return receipts
 
     def _stored_events(self, aggregates: list[Any], events: list[Any]) -> list[Any]:
@@ -641,6 +643,17 @@ class Ledger(Application[UUID]):
                 self._public_keys[keyid] = public_key
 
         return authenticate(uow, sub.envelope, sub.statement, now, check_signature)
+
+
+STATISTICS_FROM = 1 << 12
+
+
+def statistics_due(before: int, after: int) -> bool:
+    """Whether a count that grew from `before` to `after` (the log's entries; the views'
+    notification ids) passed a power of two of at least STATISTICS_FROM: the planner's
+    statistics are refreshed then, a dozen times on the way to ten million entries, each
+    costing a sample of every table."""
+    return after >= STATISTICS_FROM and after.bit_length() > before.bit_length()
 
 
 def authenticate_genesis(

@@ -304,3 +304,39 @@ def test_an_append_leaves_the_garbage_collector_as_it_found_it(db_url: str) -> N
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.postgres
+def test_postgres_planner_statistics_are_refreshed_each_time_the_log_doubles(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some servers run without autovacuum: a log never analysed has its node lookups
+    # planned from guesses. The ledger analyses its tables as it passes 2^k entries.
+    import psycopg
+
+    from ledger import application
+
+    monkeypatch.setattr(application, "STATISTICS_FROM", 4)
+    url, _, schema = pg_schema_url.partition("?schema=")
+
+    def analysed() -> bool:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = 'merkle_nodes'", (schema,)).fetchone()
+        return row is not None and row[0] >= 0  # -1: never analysed
+
+    world = World(pg_schema_url)  # two entries: below the threshold
+    assert not analysed()
+    world.register(make_uscc(7), "统计测试面粉厂", "producer")  # entries 2 and 3: passes 4
+    assert world.ledger.size() == 4
+    assert analysed()
+
+
+def test_statistics_are_due_only_when_a_power_of_two_is_passed() -> None:
+    from ledger.application import STATISTICS_FROM, statistics_due
+
+    assert statistics_due(STATISTICS_FROM - 1, STATISTICS_FROM)
+    assert statistics_due(STATISTICS_FROM - 10, STATISTICS_FROM * 2 + 5)
+    assert not statistics_due(STATISTICS_FROM, STATISTICS_FROM * 2 - 1)
+    assert not statistics_due(0, STATISTICS_FROM - 1)

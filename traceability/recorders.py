@@ -29,7 +29,7 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg import IsolationLevel
 from psycopg.sql import SQL, Identifier
 
-from traceability.schema import create_statements, drop_statements
+from traceability.schema import TABLES, create_statements, drop_statements
 from traceability.sql import Tx
 
 # Serialises creating and dropping the view tables between processes on PostgreSQL,
@@ -63,6 +63,9 @@ class ViewsRecorder(Protocol):
     def forget_position(self, tx: Tx, application_name: str) -> None: ...
 
     def recreate_tables(self, tx: Tx) -> None: ...
+
+    def refresh_statistics(self) -> None:
+        """Bring the query planner's statistics of the view tables up to date."""
 
 
 class _Tracking:
@@ -111,6 +114,11 @@ class _Tracking:
     def recreate_tables(self, tx: Tx) -> None:
         for statement in (*drop_statements(), *create_statements()):
             tx.execute(statement)
+
+    def refresh_statistics(self) -> None:
+        # SQLite plans these lookups well without sqlite_stat1, and the trace joins'
+        # order is fixed by their CROSS JOINs: statistics could only move plans.
+        pass
 
 
 class _Reader:
@@ -236,6 +244,14 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
 
     def close_readers(self) -> None:
         pass  # reads use the views' own pool
+
+    def refresh_statistics(self) -> None:
+        # As the ledger's own tables (ledger.store): a server without autovacuum would
+        # otherwise plan the trace and scan queries from guesses.
+        schema = Identifier(self.datastore.schema)
+        with self.datastore.get_connection() as conn:
+            conn.execute(SQL("ANALYZE {}").format(SQL(", ").join(
+                SQL("{}.{}").format(schema, Identifier(name)) for name in TABLES)))
 
     def lock_views(self, tx: Tx) -> None:
         # Held to the end of the transaction; the same lock guards creating the tables.

@@ -24,7 +24,7 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, Notification, PersistenceError
 from eventsourcing.utils import Environment, get_topic
 
-from ledger.application import Ledger
+from ledger.application import Ledger, statistics_due
 from ledger.domain.log import UNVERIFIED, Appended
 from ledger.errors import LedgerError, NotFound, StorageError
 from ledger.statements import Statement
@@ -138,7 +138,9 @@ class Views:
                 horizon = self.ledger.recorder.max_notification_id() or 0
             if horizon <= self._reached:
                 return 0
+            began: int | None = None
             while (start := self.position()) < horizon:
+                began = start if began is None else began
                 notifications = self._select(start, chunk_size, horizon)
                 # A short chunk is the last one: it takes the position to the horizon.
                 end = notifications[-1].id if len(notifications) == chunk_size else horizon
@@ -147,6 +149,8 @@ class Views:
                     if end == horizon:
                         break
                 # Otherwise another process applied (part of) it: read the position again.
+            if began is not None and not bulk and statistics_due(began, horizon):
+                self.recorder.refresh_statistics()  # as the ledger does (ledger.application)
             self._reached = max(self._reached, horizon)
         return applied
 
@@ -268,6 +272,7 @@ class Views:
         with self._lock, self.recorder.write() as tx:
             for name in DEFERRED_INDEXES:
                 tx.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {INDEXES[name]}")
+        self.recorder.refresh_statistics()  # every table is new: the planner knows nothing of them
         return applied
 
     def _reset(self, *, only_if_stale: bool, deferred_indexes: bool = False) -> bool:
