@@ -144,29 +144,30 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
                 key,
             )
         )
+        # Its recalls and its origins, both over the batches upstream of it: one
+        # statement, so the reach is walked once (and PostgreSQL is asked once).
+        # Recalls (part 0) in entry order; origins (part 1), the producers of the batches
+        # at the start of its chains (its own producer when it was made from nothing
+        # recorded), in USCC order.
+        upstream = tx.tuples(
+            up + "SELECT 0, c.entry, c.gtin, c.lot, c.level, c.reason, "
+            "NULL, NULL, NULL FROM reach r "
+            "JOIN v_recalls c ON c.gtin = r.gtin AND c.lot = r.lot "
+            "UNION ALL SELECT DISTINCT 1, CAST(NULL AS INTEGER), CAST(NULL AS TEXT), "
+            "CAST(NULL AS TEXT), CAST(NULL AS INTEGER), CAST(NULL AS TEXT), "
+            "o.uscc, o.name, o.region FROM reach r "
+            "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot "
+            "JOIN v_organizations o ON o.uscc = b.producer "
+            "WHERE NOT EXISTS (SELECT 1 FROM v_inputs i "
+            "WHERE i.output_gtin = b.gtin AND i.output_lot = b.lot) "
+            "ORDER BY 1, 2, 3, 4, 7",
+            key,
+        )
         recalls = tuple(
-            ScanRecall(r["gtin"], r["lot"], r["level"], r["reason"],
-                       (r["gtin"], r["lot"]) != key, r["entry"])
-            for r in tx.rows(
-                up + "SELECT c.gtin, c.lot, c.level, c.reason, c.entry FROM reach r "
-                "JOIN v_recalls c ON c.gtin = r.gtin AND c.lot = r.lot "
-                "ORDER BY c.entry, c.gtin, c.lot",
-                key,
-            )
+            ScanRecall(r[2], r[3], r[4], r[5], (r[2], r[3]) != key, r[1])
+            for r in upstream if r[0] == 0
         )
-        # Where it comes from: the producers of the batches at the start of its chains
-        # (its own producer when it was made from nothing recorded).
-        origin = tuple(
-            Origin(r["uscc"], r["name"], r["region"])
-            for r in tx.rows(
-                up + "SELECT DISTINCT o.uscc, o.name, o.region FROM reach r "
-                "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot "
-                "JOIN v_organizations o ON o.uscc = b.producer "
-                "WHERE NOT EXISTS (SELECT 1 FROM v_inputs i "
-                "WHERE i.output_gtin = b.gtin AND i.output_lot = b.lot) ORDER BY o.uscc",
-                key,
-            )
-        )
+        origin = tuple(Origin(r[6], r[7], r[8]) for r in upstream if r[0] == 1)
         # The standing the projector keeps answers now and later; the past, an
         # unregistered producer (NotFound) or no timeline takes the long way, in the
         # same snapshot.
