@@ -16,6 +16,7 @@ is the batch's scan view, with the serial echoed). Every one of them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -79,19 +80,21 @@ def _wants(request: Request, media_type: str) -> bool:
     return media_type in accept and "text/html" not in accept
 
 
-def _negotiate(request: Request, link_type: str | None, links: LinkSet,
-               as_json: Any, as_html: Any) -> Response:
-    """The answer a resolver gives for `links.anchor`; `as_json` and `as_html` make the
-    representations (called only when chosen)."""
+def _negotiate(request: Request, link_type: str | None, anchor: str,
+               links: Callable[[], LinkSet], as_json: Any, as_html: Any) -> Response:
+    """The answer a resolver gives for `anchor`; `links` makes its link set, `as_json` and
+    `as_html` its other representations (each called only when chosen: a scan for JSON
+    or HTML needs only the anchor, for the Link header)."""
     if link_type is not None and link_type_name(link_type) not in ("all", "linkset"):
-        return RedirectResponse(links.target(link_type_name(link_type)).href, status_code=307)
+        return RedirectResponse(links().target(link_type_name(link_type)).href,
+                                status_code=307)
     if link_type is not None or _wants(request, LINKSET):
-        answer: Response = JSONResponse(links.to_json(), media_type=LINKSET)
+        answer: Response = JSONResponse(links().to_json(), media_type=LINKSET)
     elif _wants(request, "application/json"):
         answer = JSONResponse(as_json())
     else:
         answer = HTMLResponse(as_html())
-    answer.headers["Link"] = f'<{links.anchor}?linkType=all>; rel="linkset"; type="{LINKSET}"'
+    answer.headers["Link"] = f'<{anchor}?linkType=all>; rel="linkset"; type="{LINKSET}"'
     answer.headers["Vary"] = "Accept"
     return answer
 
@@ -110,10 +113,11 @@ def resolve_product(gtin: str, request: Request, link_type: LinkTypeQuery = None
         return _moved(f"/01/{canonical}", request)
     view = product.product(views_of(request), canonical)
     base = _base(request)
-    links = product_links(base, f"{base}/01/{canonical}", view)
+    anchor = f"{base}/01/{canonical}"
     data = view.to_json()
     hrefs = [qr.batch_path(canonical, lot.lot) for lot in view.lots]
-    return _negotiate(request, link_type, links, lambda: data,
+    return _negotiate(request, link_type, anchor, lambda: product_links(base, anchor, view),
+                      lambda: data,
                       lambda: render_product(data, hrefs, _lang(request)))
 
 
@@ -126,11 +130,12 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
         return _moved(qr.batch_path(canonical, lot, serial), request)
     view = scan.scan(views_of(request), canonical, lot)
     base = _base(request)
-    links = batch_links(base, base + qr.batch_path(canonical, lot, serial), view)
+    anchor = base + qr.batch_path(canonical, lot, serial)
     data = view.to_json()
     if serial is not None:
         data["serial"] = serial
-    return _negotiate(request, link_type, links, lambda: data,
+    return _negotiate(request, link_type, anchor, lambda: batch_links(base, anchor, view),
+                      lambda: data,
                       lambda: render_scan(data, lang=_lang(request)))
 
 
@@ -154,15 +159,20 @@ def resolve_item(gtin: str, lot: str, serial: str, request: Request,
 
 
 @router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
+            response_model=dict[str, Any],
             responses={200: {"content": {"application/json": {"example": SCAN_EXAMPLE}}}})
-def batch_view(gtin: str, lot: str, views: ViewsDep) -> dict[str, Any]:
+def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
     """The resolver's `gs1:pip` and `gs1:recallStatus` link: the scan view without content
     negotiation (PROTOCOL.md §5, "Scan view")."""
-    return scan.scan(views, _gtin(gtin), _lot(lot)).to_json()
+    # A JSONResponse of the view's JSON (the bytes FastAPI would send for the dict), and
+    # `response_model` for the OpenAPI schema: no validation and re-encoding of a dict
+    # that is already JSON.
+    return JSONResponse(scan.scan(views, _gtin(gtin), _lot(lot)).to_json())
 
 
 @router.get("/v1/products/{gtin}", summary="A product and its lots, as JSON",
+            response_model=dict[str, Any],
             responses={200: {"content": {"application/json": {"example": PRODUCT_EXAMPLE}}}})
-def product_view(gtin: str, views: ViewsDep) -> dict[str, Any]:
+def product_view(gtin: str, views: ViewsDep) -> Response:
     """The `gs1:pip` link of `/01/{gtin}`: name, category, producers, newest lots."""
-    return product.product(views, _gtin(gtin)).to_json()
+    return JSONResponse(product.product(views, _gtin(gtin)).to_json())  # as batch_view
