@@ -16,6 +16,7 @@ is the batch's scan view, with the serial echoed). Every one of them:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Annotated, Any
@@ -55,6 +56,18 @@ LINKSET_EXAMPLE = {"linkset": [{
         "href": "https://id.example.cn/v1/batches/06920023000105/BR20261028-B",
         "title": "全麦吐司 400g · BR20261028-B", "type": "application/json"}],
 }]}
+
+
+# JSONResponse.render calls json.dumps with arguments that are not its defaults, which
+# builds a new JSONEncoder for every response; one encoder with the same arguments gives
+# the same bytes.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                           separators=(",", ":")).encode
+
+
+class _JSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return _ENCODE(content).encode("utf-8")
 
 
 def _responses(json_example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
@@ -110,9 +123,9 @@ def _negotiate(request: Request, link_type: str | None, anchor: str,
         return RedirectResponse(links().target(link_type_name(link_type)).href,
                                 status_code=307)
     if link_type is not None or _wants(request, LINKSET):
-        answer: Response = JSONResponse(links().to_json(), media_type=LINKSET)
+        answer: Response = _JSONResponse(links().to_json(), media_type=LINKSET)
     elif _wants(request, "application/json"):
-        answer = JSONResponse(as_json())
+        answer = _JSONResponse(as_json())
     else:
         answer = HTMLResponse(as_html())
     answer.headers["Link"] = f'<{anchor}?linkType=all>; rel="linkset"; type="{LINKSET}"'
@@ -188,7 +201,7 @@ def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
     # A JSONResponse of the view's JSON (the bytes FastAPI would send for the dict), and
     # `response_model` for the OpenAPI schema: no validation and re-encoding of a dict
     # that is already JSON.
-    return JSONResponse(scan.scan(views, _gtin(gtin), _lot(lot)).to_json())
+    return _JSONResponse(scan.scan(views, _gtin(gtin), _lot(lot)).to_json())
 
 
 @router.get("/v1/products/{gtin}", summary="A product and its lots, as JSON",
@@ -196,4 +209,4 @@ def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
             responses={200: {"content": {"application/json": {"example": PRODUCT_EXAMPLE}}}})
 def product_view(gtin: str, views: ViewsDep) -> Response:
     """The `gs1:pip` link of `/01/{gtin}`: name, category, producers, newest lots."""
-    return JSONResponse(product.product(views, _gtin(gtin)).to_json())  # as batch_view
+    return _JSONResponse(product.product(views, _gtin(gtin)).to_json())  # as batch_view
