@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import URL
 
@@ -34,10 +34,22 @@ from traceability.linkset import product_links
 
 router = APIRouter(tags=["resolver"])
 
-LinkTypeQuery = Annotated[str | None, Query(
-    alias="linkType",
-    description="`all` for the link set; a GS1 link type (`gs1:pip`, `gs1:traceability`, …) "
-                "to be redirected to that link")]
+_LINK_TYPE = ("`all` for the link set; a GS1 link type (`gs1:pip`, `gs1:traceability`, …) "
+              "to be redirected to that link")
+# `?linkType=`, any string: read from the query string by `_link_type`, not declared as a
+# FastAPI query parameter (whose validation cost a scan a few percent of its time), so
+# documented here as FastAPI documented it when it was one.
+LINK_TYPE_PARAMETER: dict[str, Any] = {"parameters": [{
+    "description": _LINK_TYPE, "in": "query", "name": "linkType", "required": False,
+    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": _LINK_TYPE,
+               "title": "Linktype"},
+}]}
+
+
+def _link_type(request: Request) -> str | None:
+    # The last `linkType` when repeated, as a declared `str | None` parameter reads it.
+    return request.query_params.get("linkType")
+
 
 PRODUCT_EXAMPLE = {
     "gtin": "06920023000105", "product": "全麦吐司 400g", "category": "food",
@@ -138,8 +150,8 @@ def _lang(request: Request) -> str:
 
 
 @router.get("/01/{gtin}", summary="GS1 Digital Link: a product and its lots",
-            responses=_responses(PRODUCT_EXAMPLE))
-def resolve_product(gtin: str, request: Request, link_type: LinkTypeQuery = None) -> Response:
+            responses=_responses(PRODUCT_EXAMPLE), openapi_extra=LINK_TYPE_PARAMETER)
+def resolve_product(gtin: str, request: Request) -> Response:
     """The product named by the GTIN: its name, category, producers and newest lots, each
     lot linking to its scan page."""
     canonical = _gtin(gtin)
@@ -150,7 +162,7 @@ def resolve_product(gtin: str, request: Request, link_type: LinkTypeQuery = None
     anchor = f"{base}/01/{canonical}"
     data = view.to_json()
     hrefs = [qr.batch_path(canonical, lot.lot) for lot in view.lots]
-    return _negotiate(request, link_type, anchor, lambda: product_links(base, anchor, view),
+    return _negotiate(request, _link_type(request), anchor, lambda: product_links(base, anchor, view),
                       lambda: data,
                       lambda: render_product(data, hrefs, _lang(request)))
 
@@ -174,22 +186,21 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
 
 
 @router.get("/01/{gtin}/10/{lot}", summary="GS1 Digital Link: the scan view of a batch",
-            responses=_responses(SCAN_EXAMPLE))
-def resolve_batch(gtin: str, lot: str, request: Request,
-                  link_type: LinkTypeQuery = None) -> Response:
+            responses=_responses(SCAN_EXAMPLE), openapi_extra=LINK_TYPE_PARAMETER)
+def resolve_batch(gtin: str, lot: str, request: Request) -> Response:
     """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
     `Accept: application/json`, the link set for `Accept: application/linkset+json`."""
-    return _resolve_batch(gtin, lot, None, request, link_type)
+    return _resolve_batch(gtin, lot, None, request, _link_type(request))
 
 
 @router.get("/01/{gtin}/10/{lot}/21/{serial}",
             summary="GS1 Digital Link: one serialised item of a batch",
-            responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}))
-def resolve_item(gtin: str, lot: str, serial: str, request: Request,
-                 link_type: LinkTypeQuery = None) -> Response:
+            responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}),
+            openapi_extra=LINK_TYPE_PARAMETER)
+def resolve_item(gtin: str, lot: str, serial: str, request: Request) -> Response:
     """The scan view of the item's batch (the ledger records batches, not items), with
     the serial (GS1 AI 21, 1 to 20 characters of GS1 character set 82) echoed in JSON."""
-    return _resolve_batch(gtin, lot, serial, request, link_type)
+    return _resolve_batch(gtin, lot, serial, request, _link_type(request))
 
 
 @router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
