@@ -17,7 +17,6 @@ from ledger.errors import NotFound
 from ledger.log.checkpoint import parse_checkpoint
 from traceability.credit import credit_in
 from traceability.standing import standing_at
-from traceability.sql import Tx
 from traceability.trace import batch_key, reach_sql
 from traceability.views import Views
 
@@ -121,6 +120,12 @@ class ScanView:
         }
 
 
+# The ledger's latest signed checkpoint (Ledger.checkpoint), read from its table in the
+# same database, as a column of the batch's row: in the view's own snapshot, so a tree
+# head that covers every entry the view was built from, and no statement of its own.
+_LATEST_NOTE = "(SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1)"
+
+
 def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanView:
     """The scan view of batch (gtin, lot), credit and blacklist as at `at` (default now).
 
@@ -129,7 +134,8 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
     up = reach_sql("up")
     with views.reading() as tx:
         found = tx.row(
-            "SELECT b.*, o.uscc AS registered, o.name AS producer_name, s.timeline "
+            "SELECT b.*, o.uscc AS registered, o.name AS producer_name, s.timeline, "
+            + _LATEST_NOTE + " AS checkpoint_note "
             "FROM v_batches b LEFT JOIN v_organizations o ON o.uscc = b.producer "
             "LEFT JOIN v_standing s ON s.org = b.producer WHERE b.gtin = ? AND b.lot = ?",
             key,
@@ -176,8 +182,9 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
         if kept is None:
             full = credit_in(tx, views.policy, found["producer"], when)
             kept = (full.score, full.blacklisted)
-        checkpoint = _checkpoint(tx)
     score, listed = kept
+    note = found["checkpoint_note"]
+    checkpoint = None if note is None else _checkpoint_ref(note)
     producer = ScanProducer(found["producer"], found["producer_name"] or "",
                             views.policy.grade(score, listed), score, listed)
     if recalls:
@@ -191,14 +198,6 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
     batch = ScanBatch(found["gtin"], found["lot"], found["product"], found["category"],
                       found["produced_at"], found["expires_at"], found["standard"], found["entry"])
     return ScanView(batch, producer, status, checks, recalls, origin, checkpoint)
-
-
-def _checkpoint(tx: Tx) -> CheckpointRef | None:
-    # The ledger's latest signed checkpoint (Ledger.checkpoint), read from its table in
-    # the same database, in the view's own snapshot: no transaction of its own, and a
-    # tree head that covers every entry the view was built from.
-    note = tx.value("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
-    return None if note is None else _checkpoint_ref(note)
 
 
 @lru_cache(maxsize=8)
