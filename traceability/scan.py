@@ -17,7 +17,6 @@ from ledger.errors import NotFound
 from ledger.log.checkpoint import parse_checkpoint
 from traceability.credit import credit_in
 from traceability.standing import standing_at
-from traceability.sql import Tx
 from traceability.trace import batch_key, reach_sql
 from traceability.views import Views
 
@@ -121,6 +120,12 @@ class ScanView:
         }
 
 
+# The ledger's latest signed checkpoint (Ledger.checkpoint), read from its table in the
+# same database, as a column of the batch's row: in the view's own snapshot, so a tree
+# head that covers every entry the view was built from, and no statement of its own.
+_LATEST_NOTE = "(SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1)"
+
+
 def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanView:
     """The scan view of batch (gtin, lot), credit and blacklist as at `at` (default now).
 
@@ -129,7 +134,8 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
     up = reach_sql("up")
     with views.reading() as tx:
         found = tx.row(
-            "SELECT b.*, o.uscc AS registered, o.name AS producer_name, s.timeline "
+            "SELECT b.*, o.uscc AS registered, o.name AS producer_name, s.timeline, "
+            + _LATEST_NOTE + " AS checkpoint_note "
             "FROM v_batches b LEFT JOIN v_organizations o ON o.uscc = b.producer "
             "LEFT JOIN v_standing s ON s.org = b.producer WHERE b.gtin = ? AND b.lot = ?",
             key,
@@ -144,29 +150,30 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
                 key,
             )
         )
+        # Its recalls and its origins, both over the batches upstream of it: one
+        # statement, so the reach is walked once (and PostgreSQL is asked once).
+        # Recalls (part 0) in entry order; origins (part 1), the producers of the batches
+        # at the start of its chains (its own producer when it was made from nothing
+        # recorded), in USCC order.
+        upstream = tx.tuples(
+            up + "SELECT 0, c.entry, c.gtin, c.lot, c.level, c.reason, "
+            "NULL, NULL, NULL FROM reach r "
+            "JOIN v_recalls c ON c.gtin = r.gtin AND c.lot = r.lot "
+            "UNION ALL SELECT DISTINCT 1, CAST(NULL AS INTEGER), CAST(NULL AS TEXT), "
+            "CAST(NULL AS TEXT), CAST(NULL AS INTEGER), CAST(NULL AS TEXT), "
+            "o.uscc, o.name, o.region FROM reach r "
+            "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot "
+            "JOIN v_organizations o ON o.uscc = b.producer "
+            "WHERE NOT EXISTS (SELECT 1 FROM v_inputs i "
+            "WHERE i.output_gtin = b.gtin AND i.output_lot = b.lot) "
+            "ORDER BY 1, 2, 3, 4, 7",
+            key,
+        )
         recalls = tuple(
-            ScanRecall(r["gtin"], r["lot"], r["level"], r["reason"],
-                       (r["gtin"], r["lot"]) != key, r["entry"])
-            for r in tx.rows(
-                up + "SELECT c.gtin, c.lot, c.level, c.reason, c.entry FROM reach r "
-                "JOIN v_recalls c ON c.gtin = r.gtin AND c.lot = r.lot "
-                "ORDER BY c.entry, c.gtin, c.lot",
-                key,
-            )
+            ScanRecall(r[2], r[3], r[4], r[5], (r[2], r[3]) != key, r[1])
+            for r in upstream if r[0] == 0
         )
-        # Where it comes from: the producers of the batches at the start of its chains
-        # (its own producer when it was made from nothing recorded).
-        origin = tuple(
-            Origin(r["uscc"], r["name"], r["region"])
-            for r in tx.rows(
-                up + "SELECT DISTINCT o.uscc, o.name, o.region FROM reach r "
-                "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot "
-                "JOIN v_organizations o ON o.uscc = b.producer "
-                "WHERE NOT EXISTS (SELECT 1 FROM v_inputs i "
-                "WHERE i.output_gtin = b.gtin AND i.output_lot = b.lot) ORDER BY o.uscc",
-                key,
-            )
-        )
+        origin = tuple(Origin(r[6], r[7], r[8]) for r in upstream if r[0] == 1)
         # The standing the projector keeps answers now and later; the past, an
         # unregistered producer (NotFound) or no timeline takes the long way, in the
         # same snapshot.
@@ -175,8 +182,9 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
         if kept is None:
             full = credit_in(tx, views.policy, found["producer"], when)
             kept = (full.score, full.blacklisted)
-        checkpoint = _checkpoint(tx)
     score, listed = kept
+    note = found["checkpoint_note"]
+    checkpoint = None if note is None else _checkpoint_ref(note)
     producer = ScanProducer(found["producer"], found["producer_name"] or "",
                             views.policy.grade(score, listed), score, listed)
     if recalls:
@@ -190,14 +198,6 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
     batch = ScanBatch(found["gtin"], found["lot"], found["product"], found["category"],
                       found["produced_at"], found["expires_at"], found["standard"], found["entry"])
     return ScanView(batch, producer, status, checks, recalls, origin, checkpoint)
-
-
-def _checkpoint(tx: Tx) -> CheckpointRef | None:
-    # The ledger's latest signed checkpoint (Ledger.checkpoint), read from its table in
-    # the same database, in the view's own snapshot: no transaction of its own, and a
-    # tree head that covers every entry the view was built from.
-    note = tx.value("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
-    return None if note is None else _checkpoint_ref(note)
 
 
 @lru_cache(maxsize=8)

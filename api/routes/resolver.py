@@ -16,10 +16,14 @@ is the batch's scan view, with the serial echoed). Every one of them:
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.datastructures import URL
 
 from api.pages import render_scan
 from api.product_page import render_product
@@ -30,10 +34,22 @@ from traceability.linkset import product_links
 
 router = APIRouter(tags=["resolver"])
 
-LinkTypeQuery = Annotated[str | None, Query(
-    alias="linkType",
-    description="`all` for the link set; a GS1 link type (`gs1:pip`, `gs1:traceability`, …) "
-                "to be redirected to that link")]
+_LINK_TYPE = ("`all` for the link set; a GS1 link type (`gs1:pip`, `gs1:traceability`, …) "
+              "to be redirected to that link")
+# `?linkType=`, any string: read from the query string by `_link_type`, not declared as a
+# FastAPI query parameter (whose validation cost a scan a few percent of its time), so
+# documented here as FastAPI documented it when it was one.
+LINK_TYPE_PARAMETER: dict[str, Any] = {"parameters": [{
+    "description": _LINK_TYPE, "in": "query", "name": "linkType", "required": False,
+    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": _LINK_TYPE,
+               "title": "Linktype"},
+}]}
+
+
+def _link_type(request: Request) -> str | None:
+    # The last `linkType` when repeated, as a declared `str | None` parameter reads it.
+    return request.query_params.get("linkType")
+
 
 PRODUCT_EXAMPLE = {
     "gtin": "06920023000105", "product": "全麦吐司 400g", "category": "food",
@@ -54,6 +70,18 @@ LINKSET_EXAMPLE = {"linkset": [{
 }]}
 
 
+# JSONResponse.render calls json.dumps with arguments that are not its defaults, which
+# builds a new JSONEncoder for every response; one encoder with the same arguments gives
+# the same bytes.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                           separators=(",", ":")).encode
+
+
+class _JSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return _ENCODE(content).encode("utf-8")
+
+
 def _responses(json_example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {
         200: {"content": {"application/json": {"example": json_example},
@@ -65,8 +93,27 @@ def _responses(json_example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 
 def _base(request: Request) -> str:
+    """The configured resolver URL, else the request's base URL (`request.base_url`)."""
     resolver: str | None = request.app.state.settings.resolver
-    return (resolver or str(request.base_url)).rstrip("/")
+    if resolver:
+        return resolver.rstrip("/")
+    scope = request.scope
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    server = scope.get("server")
+    return _base_url(scope.get("scheme", "http"), None if server is None else tuple(server),
+                     scope.get("app_root_path", scope.get("root_path", "")), host)
+
+
+@lru_cache(maxsize=64)
+def _base_url(scheme: str, server: tuple[str, int] | None, root_path: str,
+              host: bytes | None) -> str:
+    # `request.base_url` copies the scope and parses the Host header on every request;
+    # it depends only on these four, which every request to one server shares.
+    return str(URL(scope={
+        "scheme": scheme, "server": server, "root_path": root_path, "query_string": b"",
+        "path": root_path if root_path.endswith("/") else root_path + "/",
+        "headers": [] if host is None else [(b"host", host)],
+    })).rstrip("/")
 
 
 def _moved(path: str, request: Request) -> RedirectResponse:
@@ -79,19 +126,21 @@ def _wants(request: Request, media_type: str) -> bool:
     return media_type in accept and "text/html" not in accept
 
 
-def _negotiate(request: Request, link_type: str | None, links: LinkSet,
-               as_json: Any, as_html: Any) -> Response:
-    """The answer a resolver gives for `links.anchor`; `as_json` and `as_html` make the
-    representations (called only when chosen)."""
+def _negotiate(request: Request, link_type: str | None, anchor: str,
+               links: Callable[[], LinkSet], as_json: Any, as_html: Any) -> Response:
+    """The answer a resolver gives for `anchor`; `links` makes its link set, `as_json` and
+    `as_html` its other representations (each called only when chosen: a scan for JSON
+    or HTML needs only the anchor, for the Link header)."""
     if link_type is not None and link_type_name(link_type) not in ("all", "linkset"):
-        return RedirectResponse(links.target(link_type_name(link_type)).href, status_code=307)
+        return RedirectResponse(links().target(link_type_name(link_type)).href,
+                                status_code=307)
     if link_type is not None or _wants(request, LINKSET):
-        answer: Response = JSONResponse(links.to_json(), media_type=LINKSET)
+        answer: Response = _JSONResponse(links().to_json(), media_type=LINKSET)
     elif _wants(request, "application/json"):
-        answer = JSONResponse(as_json())
+        answer = _JSONResponse(as_json())
     else:
         answer = HTMLResponse(as_html())
-    answer.headers["Link"] = f'<{links.anchor}?linkType=all>; rel="linkset"; type="{LINKSET}"'
+    answer.headers["Link"] = f'<{anchor}?linkType=all>; rel="linkset"; type="{LINKSET}"'
     answer.headers["Vary"] = "Accept"
     return answer
 
@@ -101,8 +150,8 @@ def _lang(request: Request) -> str:
 
 
 @router.get("/01/{gtin}", summary="GS1 Digital Link: a product and its lots",
-            responses=_responses(PRODUCT_EXAMPLE))
-def resolve_product(gtin: str, request: Request, link_type: LinkTypeQuery = None) -> Response:
+            responses=_responses(PRODUCT_EXAMPLE), openapi_extra=LINK_TYPE_PARAMETER)
+def resolve_product(gtin: str, request: Request) -> Response:
     """The product named by the GTIN: its name, category, producers and newest lots, each
     lot linking to its scan page."""
     canonical = _gtin(gtin)
@@ -110,10 +159,11 @@ def resolve_product(gtin: str, request: Request, link_type: LinkTypeQuery = None
         return _moved(f"/01/{canonical}", request)
     view = product.product(views_of(request), canonical)
     base = _base(request)
-    links = product_links(base, f"{base}/01/{canonical}", view)
+    anchor = f"{base}/01/{canonical}"
     data = view.to_json()
     hrefs = [qr.batch_path(canonical, lot.lot) for lot in view.lots]
-    return _negotiate(request, link_type, links, lambda: data,
+    return _negotiate(request, _link_type(request), anchor, lambda: product_links(base, anchor, view),
+                      lambda: data,
                       lambda: render_product(data, hrefs, _lang(request)))
 
 
@@ -126,43 +176,48 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
         return _moved(qr.batch_path(canonical, lot, serial), request)
     view = scan.scan(views_of(request), canonical, lot)
     base = _base(request)
-    links = batch_links(base, base + qr.batch_path(canonical, lot, serial), view)
+    anchor = base + qr.batch_path(canonical, lot, serial)
     data = view.to_json()
     if serial is not None:
         data["serial"] = serial
-    return _negotiate(request, link_type, links, lambda: data,
+    return _negotiate(request, link_type, anchor, lambda: batch_links(base, anchor, view),
+                      lambda: data,
                       lambda: render_scan(data, lang=_lang(request)))
 
 
 @router.get("/01/{gtin}/10/{lot}", summary="GS1 Digital Link: the scan view of a batch",
-            responses=_responses(SCAN_EXAMPLE))
-def resolve_batch(gtin: str, lot: str, request: Request,
-                  link_type: LinkTypeQuery = None) -> Response:
+            responses=_responses(SCAN_EXAMPLE), openapi_extra=LINK_TYPE_PARAMETER)
+def resolve_batch(gtin: str, lot: str, request: Request) -> Response:
     """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
     `Accept: application/json`, the link set for `Accept: application/linkset+json`."""
-    return _resolve_batch(gtin, lot, None, request, link_type)
+    return _resolve_batch(gtin, lot, None, request, _link_type(request))
 
 
 @router.get("/01/{gtin}/10/{lot}/21/{serial}",
             summary="GS1 Digital Link: one serialised item of a batch",
-            responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}))
-def resolve_item(gtin: str, lot: str, serial: str, request: Request,
-                 link_type: LinkTypeQuery = None) -> Response:
+            responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}),
+            openapi_extra=LINK_TYPE_PARAMETER)
+def resolve_item(gtin: str, lot: str, serial: str, request: Request) -> Response:
     """The scan view of the item's batch (the ledger records batches, not items), with
     the serial (GS1 AI 21, 1 to 20 characters of GS1 character set 82) echoed in JSON."""
-    return _resolve_batch(gtin, lot, serial, request, link_type)
+    return _resolve_batch(gtin, lot, serial, request, _link_type(request))
 
 
 @router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
+            response_model=dict[str, Any],
             responses={200: {"content": {"application/json": {"example": SCAN_EXAMPLE}}}})
-def batch_view(gtin: str, lot: str, views: ViewsDep) -> dict[str, Any]:
+def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
     """The resolver's `gs1:pip` and `gs1:recallStatus` link: the scan view without content
     negotiation (PROTOCOL.md §5, "Scan view")."""
-    return scan.scan(views, _gtin(gtin), _lot(lot)).to_json()
+    # A JSONResponse of the view's JSON (the bytes FastAPI would send for the dict), and
+    # `response_model` for the OpenAPI schema: no validation and re-encoding of a dict
+    # that is already JSON.
+    return _JSONResponse(scan.scan(views, _gtin(gtin), _lot(lot)).to_json())
 
 
 @router.get("/v1/products/{gtin}", summary="A product and its lots, as JSON",
+            response_model=dict[str, Any],
             responses={200: {"content": {"application/json": {"example": PRODUCT_EXAMPLE}}}})
-def product_view(gtin: str, views: ViewsDep) -> dict[str, Any]:
+def product_view(gtin: str, views: ViewsDep) -> Response:
     """The `gs1:pip` link of `/01/{gtin}`: name, category, producers, newest lots."""
-    return product.product(views, _gtin(gtin)).to_json()
+    return _JSONResponse(product.product(views, _gtin(gtin)).to_json())  # as batch_view
