@@ -340,3 +340,26 @@ def test_statistics_are_due_only_when_a_power_of_two_is_passed() -> None:
     assert statistics_due(STATISTICS_FROM - 10, STATISTICS_FROM * 2 + 5)
     assert not statistics_due(STATISTICS_FROM, STATISTICS_FROM * 2 - 1)
     assert not statistics_due(0, STATISTICS_FROM - 1)
+
+
+def test_the_first_proof_reads_the_upper_levels_of_the_tree_whole_highest_first(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.log.verify import verify_inclusion
+
+    world = World(db_url)
+    for serial in range(10):
+        world.register(make_uscc(300 + serial), f"上层节点测试{serial}厂", "producer")
+    size = world.ledger.size()
+    assert size == 22  # perfect subtrees stored: 5 of 4 leaves, 2 of 8, 1 of 16
+    recorder = world.ledger.recorder
+    monkeypatch.setattr(type(recorder), "_FROM_LEVEL", 2)
+    monkeypatch.setattr(type(recorder), "_MAX_NODES", 3)
+    recorder.forget_cached_nodes()  # type: ignore[attr-defined]
+
+    for index in range(size):
+        proof = world.ledger.inclusion_proof(index, size)
+        verify_inclusion(index, size, world.ledger.entry(index).leaf_hash, proof,
+                         world.ledger.root_at(size))
+    # Read before the first proof, within the bound, the highest levels first.
+    assert set(recorder._upper) == {(4, 0), (3, 0), (3, 1)}  # type: ignore[attr-defined]
