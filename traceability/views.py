@@ -83,6 +83,9 @@ class Views:
         # API asks before every read, and then that is one query, not two.
         self._reached = 0
         self.fresh_reads = fresh_reads
+        # Whether the stored state is the transcoder's JSON as it is (not compressed or
+        # encrypted): then only `index`, `entry` and `statement_id` are read from it.
+        self._plain = ledger.mapper.compressor is None and ledger.mapper.cipher is None
         # The log's last notification id, asked inside a read's own snapshot: the views
         # live in the ledger's database (its schema on PostgreSQL, the search path of
         # the views' connections), so a read that finds nothing new to apply costs one
@@ -188,26 +191,15 @@ class Views:
         with self.recorder.write() as tx:
             if not self.recorder.claim(tx, self.name, start, end):
                 return False
-            if not bulk:
-                projector = Projector(tx, self.policy, self._read_statement)
-                for parsed in entries:
-                    projector.entry(parsed)
-                return True
-            behind = WriteBehind(tx)
-            projector = Projector(behind, self.policy, self._read_statement,
-                                  standing_per_chunk=True)
+            writes: Tx = WriteBehind(tx) if bulk else tx
+            projector = Projector(writes, self.policy, self._read_statement,
+                                  standing_per_chunk=bulk)
             for parsed in entries:
                 projector.entry(parsed)
-            projector.finish()
-            behind.flush()
+            projector.finish()  # not in bulk, each entry wrote its own: nothing is left
+            if isinstance(writes, WriteBehind):
+                writes.flush()
         return True
-
-    @property
-    def _plain(self) -> bool:
-        """Whether the stored state is the transcoder's JSON as it is (not compressed
-        or encrypted): then only `index`, `entry` and `statement_id` are read from it."""
-        mapper = self.ledger.mapper
-        return mapper.compressor is None and mapper.cipher is None
 
     def _parse(self, notification: Recorded | Notification) -> Parsed:
         if self._plain:
