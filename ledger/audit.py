@@ -109,8 +109,8 @@ def audit(
 
     verifier = ParallelVerifier((os.cpu_count() or 1) if workers is None else workers)
     # On PostgreSQL the next chunk is read while this one is checked: the server's work
-    # and the wire then overlap the rules instead of stalling them (76 % of the raw
-    # verify rate → 83 %). SQLite reads in-process, so a reading thread would only
+    # and the wire then overlap the rules instead of stalling them (BENCHMARKS.md has
+    # the runs, which vary by ±10 points). SQLite reads in-process, so a thread would only
     # contend with the rules for the interpreter: there the next chunk is read inline.
     reader = ThreadPoolExecutor(1, thread_name_prefix="audit-read") if source.database.is_postgres else None
     try:
@@ -158,9 +158,6 @@ class _StoredLeaves:
     start: int
     stop: int
     hashes: Mapping[tuple[int, int], bytes] | None
-
-    def covers(self, start: int, count: int) -> bool:
-        return self.start <= start and start + count <= self.stop
 
 
 def _read_chunk(source: Ledger, start: int, stop: int) -> tuple[list[Any], _StoredLeaves]:
@@ -269,7 +266,8 @@ class _Run:
     def flush(self) -> None:
         if not self.leaves:
             return
-        _compare_stored_leaves(self.source, self.start, self.leaves, self.report, self.stored_leaves)
+        assert self.stored_leaves is not None  # read with the chunk, before any take
+        _compare_stored_leaves(self.start, self.leaves, self.report, self.stored_leaves)
         for leaf in self.leaves:
             self._add_leaf(leaf)
         if self.replaying:
@@ -423,16 +421,12 @@ def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, 
     return envelope, (at, recorded_at), None
 
 
-def _compare_stored_leaves(source: Ledger, start: int, leaves: list[bytes], report: AuditReport,
-                           read: _StoredLeaves | None = None) -> None:
-    stored: Mapping[tuple[int, int], bytes]
-    if read is not None and read.covers(start, len(leaves)):
-        stored = read.hashes or {}
-    else:
-        try:
-            stored = source.recorder.get_nodes([(0, start + i) for i in range(len(leaves))])  # type: ignore[attr-defined]
-        except LedgerError:
-            stored = {}
+def _compare_stored_leaves(start: int, leaves: list[bytes], report: AuditReport,
+                           read: _StoredLeaves) -> None:
+    """`leaves` are those of indexes start, start + 1, …, all in the chunk `read` was
+    read with (a flush never reaches past the chunk in hand)."""
+    assert read.start <= start and start + len(leaves) <= read.stop
+    stored = read.hashes or {}
     for i, leaf in enumerate(leaves):
         if stored.get((0, start + i)) not in (None, leaf):
             report.problems.append(Problem(start + i, "the stored tree holds another leaf hash for it"))
