@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _DIGITS = "0123456789"
+_DIGIT_SET = frozenset(_DIGITS)
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # GB 32100: 31 characters — digits and uppercase letters without I, O, Z, S, V
@@ -124,8 +125,12 @@ def _bad_char(kind: str, value: str, index: int, why: str) -> Rejected:
     )
 
 
-def _first_not_in(value: str, allowed: str | frozenset[str]) -> int | None:
-    return next((i for i, c in enumerate(value) if c not in allowed), None)
+def _first_not_in(value: str, allowed: frozenset[str]) -> int | None:
+    # Every character allowed is the case of every valid identifier, so it is answered at
+    # C speed; the position, for the error message, only when one is not.
+    if allowed.issuperset(value):
+        return None
+    return next(i for i, c in enumerate(value) if c not in allowed)
 
 
 # --- USCC (GB 32100-2015) ---------------------------------------------------
@@ -216,7 +221,7 @@ def gtin_check_digit(body: str) -> str:
     """The GS1 mod-10 check digit for `body` (a GTIN without its last digit)."""
     kind = "GTIN body"
     body = _require_text(kind, body)
-    bad = _first_not_in(body, _DIGITS)
+    bad = _first_not_in(body, _DIGIT_SET)
     if bad is not None:
         raise _bad_char(kind, body, bad, "it must be digits 0-9 only")
     if not body:
@@ -228,7 +233,7 @@ def _check_gtin(kind: str, value: str, lengths: tuple[int, ...], expected_len: s
     value = _require_text(kind, value)
     # Our own ASCII digit test: str.isdigit() would let '４' or '٤' through, and
     # stdnum.ean.validate() would silently drop spaces and hyphens.
-    bad = _first_not_in(value, _DIGITS)
+    bad = _first_not_in(value, _DIGIT_SET)
     if bad is not None:
         raise _bad_char(kind, value, bad, "a GTIN has digits 0-9 only")
     if len(value) not in lengths:
@@ -292,7 +297,7 @@ def validate_region(value: str) -> str:
     """
     kind = "region code"
     value = _require_text(kind, value)
-    bad = _first_not_in(value, _DIGITS)
+    bad = _first_not_in(value, _DIGIT_SET)
     if bad is not None:
         raise _bad_char(kind, value, bad, "a region code has digits 0-9 only")
     if len(value) != 6:
