@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api import metrics, problems, ratelimit
@@ -48,6 +49,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The pool that runs the plain `def` routes, per worker process (its event loop).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
         views.close()
         if owned:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 MiB = 1 << 20
+DEFAULT_THREADS = 40  # anyio's own default
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +26,16 @@ class Settings:
     max_body_bytes: int = MiB
     resolver: str | None = None  # Digital Link host for QR codes; None: this server's address
     read_rate_per_minute: int = 600  # per client address, public read routes; 0: no limit
+    threads: int = DEFAULT_THREADS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         rate = env.get("QLEDGER_READ_RATE_PER_MINUTE", "")
+        threads = env.get("QLEDGER_THREADS", "")
         return cls(
             db=env.get("QLEDGER_DB") or None,
             resolver=env.get("QLEDGER_RESOLVER") or None,
             read_rate_per_minute=int(rate) if rate.isdigit() else 600,
+            threads=int(threads) if threads.isdigit() and int(threads) > 0 else DEFAULT_THREADS,
         )

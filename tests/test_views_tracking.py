@@ -292,6 +292,27 @@ def test_reading_threads_hold_their_own_connection_only_while_they_live(db_url: 
 
 
 
+def test_one_statement_reads_in_its_own_snapshot_and_says_whether_the_views_hold_it(
+        world: World) -> None:
+    """`Views.statement` does not catch up: a statement selecting `log_horizon` lets its
+    caller tell whether the views it read hold every entry of the log it saw."""
+    views = Views.open(world.ledger, fresh_reads=True)
+    views.catch_up()
+    horizon_sql = f"SELECT {views.log_horizon}, COUNT(*) FROM v_credit_lines WHERE org = ?"
+    [(horizon, lines)] = views.statement(horizon_sql, (MILL,))
+    assert views.holds(horizon)
+    world.submit("credit.adjusted", ROOT, org=MILL, delta=4, reason="示范", basis="规则",
+                 refs=[])  # not followed by these views
+    [(later, same)] = views.statement(horizon_sql, (MILL,))
+    assert later > horizon and not views.holds(later) and same == lines
+    views.catch_up()
+    [(again, more)] = views.statement(horizon_sql, (MILL,))
+    assert (again, more) == (later, lines + 1) and views.holds(again)
+    # Without fresh reads (one process, views that follow its own writes) it always holds.
+    assert Views.open(world.ledger).holds(later + 1000)
+    views.close()
+
+
 def _analysed(url: str, schema: str, table: str) -> bool:
     import psycopg
 

@@ -20,17 +20,18 @@ from __future__ import annotations
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg import IsolationLevel
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from traceability.schema import TABLES, create_statements, drop_statements
-from traceability.sql import Tx
+from traceability.sql import Tx, to_pyformat
 
 # Serialises creating and dropping the view tables between processes on PostgreSQL,
 # where two concurrent CREATE TABLE IF NOT EXISTS can still collide.
@@ -52,6 +53,9 @@ class ViewsRecorder(Protocol):
 
     def read(self) -> Any:
         """A context manager giving a Tx in a read-only snapshot."""
+
+    def read_one(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one statement (`?` placeholders) in a snapshot of its own."""
 
     def close_readers(self) -> None:
         """Close the connections `read` opened outside the library's pool, if any."""
@@ -121,6 +125,11 @@ class _Tracking:
         pass
 
 
+# The most of the database file a reading connection maps (SQLite caps it at its own
+# compile-time limit, 2 GiB in Python's builds); address space, not memory.
+READER_MMAP_BYTES = 1 << 31
+
+
 class _Reader:
     """A thread's reading connection, closed when the thread's storage lets it go."""
 
@@ -158,16 +167,32 @@ class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
             with self.datastore.transaction(commit=False) as cursor:
                 yield Tx(cursor, postgres=False)
             return
-        reader: _Reader | None = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = self._local.reader = self._open_reader(pool.db_name)
-        cursor = reader.conn.cursor()
+        cursor = self._reader().cursor()
         cursor.execute("BEGIN")
         try:
             yield Tx(cursor, postgres=False)
         finally:
             cursor.close()
-            reader.conn.rollback()
+            cursor.connection.rollback()
+
+    def read_one(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            with self.read() as tx:
+                return tx.tuples(sql, params)
+        # Outside a transaction (the connection is in autocommit mode), a statement
+        # reads in a snapshot of its own.
+        cursor = self._reader().cursor()
+        cursor.row_factory = None
+        try:
+            return cursor.execute(sql, tuple(params)).fetchall()
+        finally:
+            cursor.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._open_reader(self.datastore.pool.db_name)
+        return reader.conn
 
     def _open_reader(self, db_name: str) -> _Reader:
         """A connection of the calling thread's own for reading the views.
@@ -180,6 +205,10 @@ class SQLiteViewsRecorder(_Tracking, SQLiteTrackingRecorder):
         conn = sqlite3.connect(db_name, uri=True, check_same_thread=False,
                                isolation_level=None, cached_statements=256)
         conn.row_factory = sqlite3.Row
+        # Pages read through a memory map, not copied by a read() each into the
+        # connection's own small cache: a scan touches some tens of pages spread over a
+        # large file. Only reads use it; writes go through the library's connections.
+        conn.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
         reader = _Reader(conn)
         self._readers.add(reader)
         return reader
@@ -230,10 +259,7 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
         # cost: the search path is set once per connection of the views' own pool
         # (the library's statements name their schema), and the snapshot's options
         # go with BEGIN, not in statements of their own.
-        with self.datastore.get_connection() as conn:
-            if conn not in self._on_path:
-                conn.execute(SQL("SET search_path TO {}").format(Identifier(self.datastore.schema)))
-                self._on_path.add(conn)
+        with self._connection() as conn:
             conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
             try:
                 # One snapshot for every query of a trace or scan view, as on SQLite.
@@ -241,6 +267,21 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
                     yield Tx(cursor, postgres=True)
             finally:
                 conn.isolation_level, conn.read_only = None, None
+
+    def read_one(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        # The pool's connections are in autocommit mode: one statement, one snapshot,
+        # and one round trip.
+        with self._connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(to_pyformat(sql), tuple(params))
+            return cursor.fetchall()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self.datastore.get_connection() as conn:
+            if conn not in self._on_path:
+                conn.execute(SQL("SET search_path TO {}").format(Identifier(self.datastore.schema)))
+                self._on_path.add(conn)
+            yield conn
 
     def close_readers(self) -> None:
         pass  # reads use the views' own pool

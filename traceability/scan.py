@@ -18,6 +18,7 @@ from ledger.log.checkpoint import parse_checkpoint
 from traceability.credit import credit_in
 from traceability.standing import standing_at
 from traceability.trace import batch_key, reach_sql
+from traceability.sql import Tx
 from traceability.views import Views
 
 
@@ -120,10 +121,54 @@ class ScanView:
         }
 
 
-# The ledger's latest signed checkpoint (Ledger.checkpoint), read from its table in the
-# same database, as a column of the batch's row: in the view's own snapshot, so a tree
-# head that covers every entry the view was built from, and no statement of its own.
-_LATEST_NOTE = "(SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1)"
+_INT, _TEXT = "CAST(NULL AS INTEGER)", "CAST(NULL AS TEXT)"
+
+
+def _texts(n: int) -> str:
+    return ", ".join([_TEXT] * n)
+
+
+def _scan_sql(log_horizon: str) -> str:
+    """Everything a scan shows, in one statement: one snapshot, one round trip (a
+    transaction of five statements cost a scan a third of its time, and PostgreSQL five
+    round trips). Rows of (part, entry, number, text × 12), in part order:
+
+    0. the recalls of the batch and of every batch upstream of it, in entry order:
+       (0, entry, level, gtin, lot, reason);
+    1. its origins, the producers of the batches at the start of its chains (its own
+       producer when it was made from nothing recorded), in USCC order:
+       (1, -, -, uscc, name, region);
+    2. its checks, in entry order: (2, entry, -, verdict, kind, stage, report_no, lab);
+    3. always one row: the log's horizon (`Views.holds`), with the batch, its producer's
+       registration and standing, and the ledger's latest signed checkpoint, read in
+       the same snapshot, so a tree head that covers every entry the view was built
+       from (NULLs for a batch not recorded): (3, entry, horizon, gtin, lot, product,
+       category, produced_at, expires_at, standard, producer, registered, name,
+       timeline, checkpoint note).
+
+    The parameters are (gtin, lot) three times: the reach, the checks, the batch."""
+    return (
+        reach_sql("up")
+        + "SELECT 0, c.entry, c.level, c.gtin, c.lot, c.reason, " + _texts(9)
+        + " FROM reach r JOIN v_recalls c ON c.gtin = r.gtin AND c.lot = r.lot "
+        "UNION ALL SELECT DISTINCT 1, " + _INT + ", " + _INT + ", o.uscc, o.name, o.region, "
+        + _texts(9) + " FROM reach r "
+        "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot "
+        "JOIN v_organizations o ON o.uscc = b.producer "
+        "WHERE NOT EXISTS (SELECT 1 FROM v_inputs i "
+        "WHERE i.output_gtin = b.gtin AND i.output_lot = b.lot) "
+        "UNION ALL SELECT 2, k.entry, " + _INT + ", k.verdict, k.kind, k.stage, k.report_no, "
+        "k.lab, " + _texts(7) + " FROM v_checks k "
+        "WHERE k.gtin = ? AND k.lot = ? AND k.withdrawn = 0 "
+        "UNION ALL SELECT 3, b.entry, h.horizon, b.gtin, b.lot, b.product, b.category, "
+        "b.produced_at, b.expires_at, b.standard, b.producer, o.uscc, o.name, s.timeline, "
+        "(SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1) "
+        "FROM (SELECT " + log_horizon + " AS horizon) h "
+        "LEFT JOIN v_batches b ON b.gtin = ? AND b.lot = ? "
+        "LEFT JOIN v_organizations o ON o.uscc = b.producer "
+        "LEFT JOIN v_standing s ON s.org = b.producer "
+        "ORDER BY 1, 2, 4, 5"
+    )
 
 
 def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanView:
@@ -131,73 +176,55 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
 
     Raises InvalidRequest for a bad GTIN or lot, NotFound for an unrecorded batch."""
     key = batch_key(gtin, lot)
-    up = reach_sql("up")
+    sql, params = _scan_sql(views.log_horizon), key * 3
+    when = at or views.clock()
+    rows = views.statement(sql, params)
+    if not views.holds(rows[-1][2]):
+        # Entries the views have not taken in yet: a reading snapshot catches up first.
+        with views.reading() as tx:
+            return _scan_view(views, key, tx.tuples(sql, params), when, tx)
+    view = _scan_view(views, key, rows, when, None)
+    if view is not None:
+        return view
+    # The past, an unregistered producer or no timeline: the long way, in one snapshot.
     with views.reading() as tx:
-        found = tx.row(
-            "SELECT b.*, o.uscc AS registered, o.name AS producer_name, s.timeline, "
-            + _LATEST_NOTE + " AS checkpoint_note "
-            "FROM v_batches b LEFT JOIN v_organizations o ON o.uscc = b.producer "
-            "LEFT JOIN v_standing s ON s.org = b.producer WHERE b.gtin = ? AND b.lot = ?",
-            key,
-        )
-        if found is None:
-            raise NotFound(f"batch {key[0]}/{key[1]} is not recorded")
-        checks = tuple(
-            ScanCheck(r["verdict"], r["kind"], r["stage"], r["report_no"], r["lab"], r["entry"])
-            for r in tx.rows(
-                "SELECT verdict, kind, stage, report_no, lab, entry FROM v_checks "
-                "WHERE gtin = ? AND lot = ? AND withdrawn = 0 ORDER BY entry",
-                key,
-            )
-        )
-        # Its recalls and its origins, both over the batches upstream of it: one
-        # statement, so the reach is walked once (and PostgreSQL is asked once).
-        # Recalls (part 0) in entry order; origins (part 1), the producers of the batches
-        # at the start of its chains (its own producer when it was made from nothing
-        # recorded), in USCC order.
-        upstream = tx.tuples(
-            up + "SELECT 0, c.entry, c.gtin, c.lot, c.level, c.reason, "
-            "NULL, NULL, NULL FROM reach r "
-            "JOIN v_recalls c ON c.gtin = r.gtin AND c.lot = r.lot "
-            "UNION ALL SELECT DISTINCT 1, CAST(NULL AS INTEGER), CAST(NULL AS TEXT), "
-            "CAST(NULL AS TEXT), CAST(NULL AS INTEGER), CAST(NULL AS TEXT), "
-            "o.uscc, o.name, o.region FROM reach r "
-            "JOIN v_batches b ON b.gtin = r.gtin AND b.lot = r.lot "
-            "JOIN v_organizations o ON o.uscc = b.producer "
-            "WHERE NOT EXISTS (SELECT 1 FROM v_inputs i "
-            "WHERE i.output_gtin = b.gtin AND i.output_lot = b.lot) "
-            "ORDER BY 1, 2, 3, 4, 7",
-            key,
-        )
-        recalls = tuple(
-            ScanRecall(r[2], r[3], r[4], r[5], (r[2], r[3]) != key, r[1])
-            for r in upstream if r[0] == 0
-        )
-        origin = tuple(Origin(r[6], r[7], r[8]) for r in upstream if r[0] == 1)
-        # The standing the projector keeps answers now and later; the past, an
-        # unregistered producer (NotFound) or no timeline takes the long way, in the
-        # same snapshot.
-        when = at or views.clock()
-        kept = standing_at(found["timeline"], when) if found["registered"] else None
-        if kept is None:
-            full = credit_in(tx, views.policy, found["producer"], when)
-            kept = (full.score, full.blacklisted)
+        return _scan_view(views, key, tx.tuples(sql, params), when, tx)
+
+
+def _scan_view(views: Views, key: tuple[str, str], rows: list[tuple[Any, ...]],
+               when: datetime, tx: Tx | None) -> ScanView | None:
+    """The view from the statement's rows; with no `tx` to compute credit in, None
+    when the standing the projector keeps cannot answer for `when`."""
+    found = rows[-1]
+    (_, entry, _, gtin, lot, product, category, produced_at, expires_at, standard,
+     producer, registered, name, timeline, note) = found
+    if gtin is None:
+        raise NotFound(f"batch {key[0]}/{key[1]} is not recorded")
+    # The standing the projector keeps answers now and later.
+    kept = standing_at(timeline, when) if registered else None
+    if kept is None:
+        if tx is None:
+            return None
+        full = credit_in(tx, views.policy, producer, when)
+        kept = (full.score, full.blacklisted)
     score, listed = kept
-    note = found["checkpoint_note"]
-    checkpoint = None if note is None else _checkpoint_ref(note)
-    producer = ScanProducer(found["producer"], found["producer_name"] or "",
-                            views.policy.grade(score, listed), score, listed)
+    recalls = tuple(ScanRecall(r[3], r[4], r[2], r[5], (r[3], r[4]) != key, r[1])
+                    for r in rows if r[0] == 0)
+    origin = tuple(Origin(r[3], r[4], r[5]) for r in rows if r[0] == 1)
+    checks = tuple(ScanCheck(r[3], r[4], r[5], r[6], r[7], r[1]) for r in rows if r[0] == 2)
+    producer_view = ScanProducer(producer, name or "", views.policy.grade(score, listed),
+                                 score, listed)
     if recalls:
         status = "recalled"
     elif any(c.verdict == "fail" for c in checks):
         status = "failed_check"
-    elif producer.blacklisted:
+    elif producer_view.blacklisted:
         status = "producer_blacklisted"
     else:
         status = "ok"
-    batch = ScanBatch(found["gtin"], found["lot"], found["product"], found["category"],
-                      found["produced_at"], found["expires_at"], found["standard"], found["entry"])
-    return ScanView(batch, producer, status, checks, recalls, origin, checkpoint)
+    batch = ScanBatch(gtin, lot, product, category, produced_at, expires_at, standard, entry)
+    checkpoint = None if note is None else _checkpoint_ref(note)
+    return ScanView(batch, producer_view, status, checks, recalls, origin, checkpoint)
 
 
 @lru_cache(maxsize=8)

@@ -19,7 +19,7 @@ _TUPLE_ROW = tuple_row
 
 
 @lru_cache(maxsize=512)
-def _to_pyformat(sql: str) -> str:
+def to_pyformat(sql: str) -> str:
     # No query of the views holds a literal '?' or '%', so the swap is exact.
     return sql.replace("%", "%%").replace("?", "%s")
 
@@ -35,7 +35,7 @@ class Tx:
         self._raw = cursor if postgres else getattr(cursor, "sqlite_cursor", cursor)
 
     def _sql(self, sql: str) -> str:
-        return _to_pyformat(sql) if self._postgres else sql
+        return to_pyformat(sql) if self._postgres else sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._cursor.execute(self._sql(sql), tuple(params))

@@ -91,8 +91,8 @@ class Views:
         # the views' connections), so a read that finds nothing new to apply costs one
         # more statement, not a catch-up's transaction of its own before it.
         column = "notification_id" if ledger.database.is_postgres else "rowid"
-        self._horizon_sql = (
-            f'SELECT MAX({column}) FROM "{ledger.recorder.events_table_name}"')
+        self.log_horizon = f'(SELECT MAX({column}) FROM "{ledger.recorder.events_table_name}")'
+        self._horizon_sql = f"SELECT {self.log_horizon}"
         self._reset(only_if_stale=True)
 
     def close(self) -> None:
@@ -313,7 +313,7 @@ class Views:
             with self.recorder.read() as tx:
                 # Positions only grow: a snapshot whose log ends at or below a position
                 # this process saw the views reach holds the views of all of it.
-                if (tx.value(self._horizon_sql) or 0) <= self._reached:
+                if self.holds(tx.value(self._horizon_sql)):
                     yield tx
                     return
             # Behind: catch up to the latest, then read, as a catch-up before each read
@@ -321,6 +321,24 @@ class Views:
             self.catch_up()
         with self.recorder.read() as tx:
             yield tx
+
+    def holds(self, horizon: int | None) -> bool:
+        """Whether views read in a snapshot whose log ends at `horizon` (selected as
+        `log_horizon`) hold every entry of it: always, without `fresh_reads`."""
+        return not self.fresh_reads or (horizon or 0) <= self._reached
+
+    def statement(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows, as tuples, of one statement read in a snapshot of its own, with no
+        transaction around it: for a question one statement answers, the cheapest
+        read there is (no BEGIN and ROLLBACK, and on PostgreSQL one round trip). It is
+        not caught up first: a statement that must be fresh selects `log_horizon`,
+        and its caller asks `holds` and, if not, catches up and reads again."""
+        try:
+            return self.recorder.read_one(sql, params)
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            raise StorageError(
+                f"cannot read the views in {self.ledger.database.describe()}: {e}"
+            ) from e
 
     def organization(self, uscc: str) -> Row:
         """The organization's row; raises NotFound for an unknown USCC."""

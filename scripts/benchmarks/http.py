@@ -34,8 +34,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,10 @@ DEFAULT_DATA = Path("/work/benchdata")
 def floor_app() -> Any:
     """A FastAPI app with one route reading one row of v_batches by its primary key, over
     the database in QLEDGER_DB (a plain `def` route on the threadpool, as the scan route)."""
+    import anyio.to_thread
     from fastapi import FastAPI
+
+    from api.settings import Settings
 
     db = os.environ["QLEDGER_DB"]
     local = threading.local()
@@ -78,7 +81,13 @@ def floor_app() -> Any:
                 local.sql = "SELECT entry FROM v_batches WHERE gtin = ? AND lot = ?"
         return local.conn
 
-    app = FastAPI()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The same thread pool as the API's workers (QLEDGER_THREADS).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = Settings.from_env().threads
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/floor/{gtin}/{lot}")
     def lookup(gtin: str, lot: str) -> dict[str, Any]:
