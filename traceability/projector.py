@@ -15,6 +15,7 @@ from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ledger.errors import LedgerError
 from ledger.rules import FIXED_FIELDS
@@ -440,6 +441,23 @@ class Projector:
             "ON CONFLICT (case_id, entry) DO NOTHING",
             (case, index),
         )
+
+
+def lookups(parsed: Parsed) -> list[tuple[str, Any]]:
+    """The rows (table, primary key) that applying the entry reads by their key, as
+    the handlers above do: a rebuild reads those of a chunk's entries in one query
+    per table (WriteBehind.read_ahead). One missed here is read when asked for."""
+    s = parsed.statement
+    if s is None:
+        return []
+    b = s.body
+    if s.type == "check.recorded":
+        return [("v_batches", (b["gtin"], b["lot"])), ("v_organizations", b["subject"])]
+    if s.type == "recall.issued":
+        return [("v_batches", (b["gtin"], lot)) for lot in b["lots"]]
+    if s.type == "case.resolved":
+        return [("v_cases", b["case"])]
+    return []
 
 
 _HANDLERS: dict[str, Callable[[Projector, Statement, Source], None]] = {

@@ -30,7 +30,7 @@ from ledger.errors import LedgerError, NotFound, StorageError
 from ledger.statements import Statement
 from ledger.store import Recorded
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
-from traceability.projector import Parsed, Projector, parse_entry
+from traceability.projector import Parsed, Projector, lookups, parse_entry
 from traceability.recorders import PostgresViewsRecorder, SQLiteViewsRecorder, ViewsRecorder
 from traceability.schema import CONTENT_TABLES, INDEXES, ORDER, SCHEMA_VERSION
 from traceability.sql import Row, Tx
@@ -191,7 +191,15 @@ class Views:
         with self.recorder.write() as tx:
             if not self.recorder.claim(tx, self.name, start, end):
                 return False
-            writes: Tx = WriteBehind(tx) if bulk else tx
+            writes: Tx = tx
+            if bulk:
+                writes = WriteBehind(tx)
+                wanted: dict[str, list[Any]] = {}
+                for parsed in entries:
+                    for table, key in lookups(parsed):
+                        wanted.setdefault(table, []).append(key)
+                for table, keys in wanted.items():
+                    writes.read_ahead(table, keys)
             projector = Projector(writes, self.policy, self._read_statement,
                                   standing_per_chunk=bulk)
             for parsed in entries:
