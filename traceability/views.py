@@ -15,6 +15,7 @@ import json
 import logging
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -141,22 +142,51 @@ class Views:
                 horizon = self.ledger.recorder.max_notification_id() or 0
             if horizon <= self._reached:
                 return 0
-            while (start := self.position()) < horizon:
-                notifications = self._select(start, chunk_size, horizon)
-                # A short chunk is the last one: it takes the position to the horizon.
-                end = notifications[-1].id if len(notifications) == chunk_size else horizon
-                if self._apply_chunk(start, notifications, end, bulk=bulk):
-                    applied += len(notifications)
-                    if statistics_due(start, end):
-                        # As the ledger does (ledger.application); during a rebuild
-                        # too, whose lookups into the growing tables would otherwise
-                        # be planned as if they were empty.
-                        self.recorder.refresh_statistics()
-                    if end == horizon:
-                        break
-                # Otherwise another process applied (part of) it: read the position again.
+            # On PostgreSQL a rebuild reads and parses the next chunk while a thread
+            # waits for the server to write this one: the two took turns, and the
+            # server's share was 40 % of the time. One chunk at a time still commits
+            # with its position, in order: the next is applied once this one is.
+            ahead = ThreadPoolExecutor(1) if bulk and self.ledger.database.is_postgres else None
+            try:
+                start = self.position()
+                chunk = self._prepare(start, chunk_size, horizon)
+                while chunk is not None:
+                    entries, end = chunk
+                    if ahead is None:
+                        done, chunk = self._apply_parsed(start, entries, end, bulk=bulk), None
+                    else:
+                        writing = ahead.submit(self._apply_parsed, start, entries, end, bulk=bulk)
+                        chunk = self._prepare(end, chunk_size, horizon)
+                        done = writing.result()
+                    if done:
+                        applied += len(entries)
+                        if statistics_due(start, end):
+                            # As the ledger does (ledger.application); during a rebuild
+                            # too, whose lookups into the growing tables would otherwise
+                            # be planned as if they were empty.
+                            self.recorder.refresh_statistics()
+                        if chunk is None:
+                            chunk = self._prepare(end, chunk_size, horizon)
+                        start = end
+                    else:
+                        # Another process applied (part of) it: go on from where it is.
+                        start = self.position()
+                        chunk = self._prepare(start, chunk_size, horizon)
+            finally:
+                if ahead is not None:
+                    ahead.shutdown()
             self._reached = max(self._reached, horizon)
         return applied
+
+    def _prepare(self, start: int, limit: int, stop: int) -> tuple[list[Parsed], int] | None:
+        """The entries of the next chunk after `start` (at most `limit`), parsed, and
+        the position the chunk ends at; None when `start` is already at `stop`."""
+        if start >= stop:
+            return None
+        notifications = self._select(start, limit, stop)
+        # A short chunk is the last one: it takes the position to the horizon.
+        end = notifications[-1].id if len(notifications) == limit else stop
+        return [self._parse(n) for n in notifications], end
 
     def _select(self, start: int, limit: int, stop: int) -> Sequence[Recorded | Notification]:
         """The log's notifications after `start` up to `stop`, at most `limit`."""
@@ -187,7 +217,10 @@ class Views:
         if end is None:
             end = notifications[-1].id
         # Parse before taking the write lock: on SQLite it also holds up the ledger's writers.
-        entries = [self._parse(n) for n in notifications]
+        return self._apply_parsed(start, [self._parse(n) for n in notifications], end, bulk=bulk)
+
+    def _apply_parsed(self, start: int, entries: list[Parsed], end: int, *, bulk: bool) -> bool:
+        """`_apply_chunk` for entries already parsed."""
         with self.recorder.write() as tx:
             if not self.recorder.claim(tx, self.name, start, end):
                 return False
