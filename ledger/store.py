@@ -24,6 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.errors import LedgerError, StorageError
@@ -384,10 +385,12 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
 
     def select_states(self, start: int, limit: int, stop: int, topic: str) -> list[Recorded]:
         """As SQLiteLedgerRecorder.select_states."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        # Results in binary: as text the server writes each state in hex and the
+        # client decodes it again, for a thousand bytes an entry; and as tuples.
+        with self.datastore.get_connection() as conn, conn.cursor(
+                binary=True, row_factory=tuple_row) as curs:
             curs.execute(self._select_states, (start, stop, topic, limit))
-            return [Recorded(row["notification_id"], bytes(row["state"]))
-                    for row in curs.fetchall()]
+            return [Recorded(*row) for row in curs.fetchall()]
 
     def find_statements(self, ids: Sequence[bytes]) -> dict[bytes, StatementRow]:
         """The recorded statements among `ids`, in one query."""

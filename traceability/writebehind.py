@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -93,7 +93,7 @@ class _Form:
     arrays: str | None = None
     effect: _Effect | None = None  # None: what it does to its row is not known here
 
-    @property
+    @cached_property
     def key_of(self) -> Callable[[tuple[Any, ...]], Key] | None:
         """A row's key: its one primary key value, or their tuple (the same for every
         statement on a table, so keys of different statements compare)."""
@@ -347,6 +347,9 @@ class WriteBehind(Tx):
         arrays = group.form.arrays
         if not self._postgres or arrays is None or len(group.rows) == 1:
             super().executemany(group.sql, group.rows)
+            return
+        if len(group.keys) == len(group.rows):  # every key once: one statement
+            self._send_arrays(arrays, group.rows)
             return
         # Rows of distinct keys in one statement do what they do one by one; a key met
         # again starts the next statement, after the one holding its first row.
