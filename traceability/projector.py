@@ -66,21 +66,33 @@ def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
     of building the views from the log. `trusted` goes one step further for an entry
     the ledger recorded as verified: its statement's fields are not checked again
     either (parse_statement's trusted read), which was most of what was left."""
+    fields = _as_written(text) if trusted else None
+    if fields is not None:
+        return parse_written(index, *fields)
     try:
-        fields = _as_written(text) if trusted else None
-        if fields is not None:
-            # The payload of a verified entry is canonical JSON, so UTF-8: decoding it
-            # as the envelope reader does halves json.loads' time on bytes (its
-            # encoding detection, then a slow decode for any non-ASCII text).
-            payload_text, recorded_at = fields
-            obj = json.loads(b64decode(payload_text, validate=True).decode("utf-8"))
-        else:
-            entry = json.loads(text)
-            obj = json.loads(b64decode(entry["envelope"]["payload"], validate=True))
-            recorded_at = str(entry["recorded_at"])
+        entry = json.loads(text)
+        obj = json.loads(b64decode(entry["envelope"]["payload"], validate=True))
+        recorded_at = str(entry["recorded_at"])
         return Parsed(index, recorded_at, parse_statement(obj, trusted=trusted))
     except (LedgerError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
+        return _unreadable(index, e)
+
+
+def parse_written(index: int, payload: str, recorded_at: str) -> Parsed:
+    """`parse_entry` of a verified entry in the form the ledger writes it, given its
+    payload (base64) and recording time as read from that form (`_as_written`)."""
+    try:
+        # The payload of a verified entry is canonical JSON, so UTF-8: decoding it
+        # as the envelope reader does halves json.loads' time on bytes (its
+        # encoding detection, then a slow decode for any non-ASCII text).
+        obj = json.loads(b64decode(payload, validate=True).decode("utf-8"))
+        return Parsed(index, recorded_at, parse_statement(obj, trusted=True))
+    except (LedgerError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return _unreadable(index, e)
+
+
+def _unreadable(index: int, e: Exception) -> Parsed:
+    return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
 
 
 _HEAD = '{"envelope":{"payload":"'
