@@ -219,6 +219,10 @@ def _form(sql: str) -> _Form:
     return _Form(table, None)
 
 
+# Rows held before they are sent, on PostgreSQL: each send is a statement per group,
+# parsed and planned on its own, so not too few rows each.
+_SEND_EVERY = 5_000
+
 # Keys one read-ahead query names (SQLite allows 32,766 parameters; PostgreSQL's
 # take one array per key column).
 _READ_AHEAD = 5_000
@@ -261,6 +265,7 @@ class WriteBehind(Tx):
         # Rows read ahead (`read_ahead`) and kept up to date with every write made to
         # them since: table -> key -> the row (None: no row, _UNKNOWN: not told).
         self._known: dict[str, dict[Key, Any]] = {}
+        self._held = 0  # rows queued since the last flush
 
     def read_ahead(self, table: str, keys: Iterable[Key]) -> None:
         """Read the rows of `table` with these primary keys in one query, so that
@@ -312,6 +317,12 @@ class WriteBehind(Tx):
                 groups.append(target)
             target.rows.append(row)
             target.keys.add(key)
+        # On PostgreSQL (pipeline mode) sending does not wait for the server: it then
+        # writes these rows while the chunk's next entries are projected, instead of
+        # all of them after the last one.
+        self._held += len(rows)
+        if self._postgres and self._held >= _SEND_EVERY:
+            self.flush()
 
     @staticmethod
     def _follow(known: dict[Key, Any], form: _Form, key: Key, row: tuple[Any, ...]) -> None:
@@ -336,6 +347,7 @@ class WriteBehind(Tx):
 
     def flush(self) -> None:
         """Send every queued write."""
+        self._held = 0
         self._flush(list(self._queues))
 
     def _flush(self, tables: Iterable[str]) -> None:
