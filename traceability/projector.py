@@ -66,10 +66,10 @@ def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
     of building the views from the log. `trusted` goes one step further for an entry
     the ledger recorded as verified: its statement's fields are not checked again
     either (parse_statement's trusted read), which was most of what was left."""
-    fields = _as_written(text) if trusted else None
-    if fields is not None:
-        return parse_written(index, *fields)
     try:
+        fields = _as_written(text) if trusted else None
+        if fields is not None:
+            return parse_written(index, *fields)
         entry = json.loads(text)
         obj = json.loads(b64decode(entry["envelope"]["payload"], validate=True))
         recorded_at = str(entry["recorded_at"])

@@ -16,7 +16,12 @@ group of its statement unless a group after that one touches the same row (then 
 starts a new group), and a write whose rows cannot be told from its text (any other
 form) touches every row of its table. Groups go in order, and rows within a group in
 order: each row's writes keep the order they were made in. A read first sends the
-queued writes of every table it names.
+queued writes of every table it names, unless it reads one row by its primary key
+and that row was read ahead (`read_ahead`, one query for a chunk's lookups): then it
+is answered from that row as the writes made since leave it, where they tell (an
+INSERT's values and ON CONFLICT, an UPDATE's SET), without waiting for the server.
+On PostgreSQL the queued writes are also sent every _SEND_EVERY rows: in pipeline
+mode the server writes them while the chunk's later entries are projected.
 """
 
 from __future__ import annotations
