@@ -337,6 +337,19 @@ def test_postgres_view_tables_are_analysed_after_a_rebuild(pg_schema_url: str) -
 
 
 @pytest.mark.postgres
+def test_postgres_rebuild_first_analyses_a_log_never_analysed(pg_schema_url: str) -> None:
+    # A few entries, below the ledger's first doubling: the log's table has no
+    # statistics, and reading it whole in order could be planned as a sort of it all.
+    url, _, schema = pg_schema_url.partition("?schema=")
+    world = World(pg_schema_url)
+    table = world.ledger.recorder.events_table_name
+    with Views(world.ledger) as views:
+        assert not _analysed(url, schema, table)
+        views.rebuild()
+        assert _analysed(url, schema, table)
+
+
+@pytest.mark.postgres
 def test_postgres_view_tables_are_analysed_as_the_log_doubles(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ledger.errors import LedgerError
 from ledger.rules import FIXED_FIELDS
@@ -68,18 +69,30 @@ def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
     try:
         fields = _as_written(text) if trusted else None
         if fields is not None:
-            # The payload of a verified entry is canonical JSON, so UTF-8: decoding it
-            # as the envelope reader does halves json.loads' time on bytes (its
-            # encoding detection, then a slow decode for any non-ASCII text).
-            payload_text, recorded_at = fields
-            obj = json.loads(b64decode(payload_text, validate=True).decode("utf-8"))
-        else:
-            entry = json.loads(text)
-            obj = json.loads(b64decode(entry["envelope"]["payload"], validate=True))
-            recorded_at = str(entry["recorded_at"])
+            return parse_written(index, *fields)
+        entry = json.loads(text)
+        obj = json.loads(b64decode(entry["envelope"]["payload"], validate=True))
+        recorded_at = str(entry["recorded_at"])
         return Parsed(index, recorded_at, parse_statement(obj, trusted=trusted))
     except (LedgerError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
+        return _unreadable(index, e)
+
+
+def parse_written(index: int, payload: str, recorded_at: str) -> Parsed:
+    """`parse_entry` of a verified entry in the form the ledger writes it, given its
+    payload (base64) and recording time as read from that form (`_as_written`)."""
+    try:
+        # The payload of a verified entry is canonical JSON, so UTF-8: decoding it
+        # as the envelope reader does halves json.loads' time on bytes (its
+        # encoding detection, then a slow decode for any non-ASCII text).
+        obj = json.loads(b64decode(payload, validate=True).decode("utf-8"))
+        return Parsed(index, recorded_at, parse_statement(obj, trusted=True))
+    except (LedgerError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return _unreadable(index, e)
+
+
+def _unreadable(index: int, e: Exception) -> Parsed:
+    return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
 
 
 _HEAD = '{"envelope":{"payload":"'
@@ -440,6 +453,23 @@ class Projector:
             "ON CONFLICT (case_id, entry) DO NOTHING",
             (case, index),
         )
+
+
+def lookups(parsed: Parsed) -> list[tuple[str, Any]]:
+    """The rows (table, primary key) that applying the entry reads by their key, as
+    the handlers above do: a rebuild reads those of a chunk's entries in one query
+    per table (WriteBehind.read_ahead). One missed here is read when asked for."""
+    s = parsed.statement
+    if s is None:
+        return []
+    b = s.body
+    if s.type == "check.recorded":
+        return [("v_batches", (b["gtin"], b["lot"])), ("v_organizations", b["subject"])]
+    if s.type == "recall.issued":
+        return [("v_batches", (b["gtin"], lot)) for lot in b["lots"]]
+    if s.type == "case.resolved":
+        return [("v_cases", b["case"])]
+    return []
 
 
 _HANDLERS: dict[str, Callable[[Projector, Statement, Source], None]] = {

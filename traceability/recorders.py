@@ -68,8 +68,9 @@ class ViewsRecorder(Protocol):
 
     def recreate_tables(self, tx: Tx) -> None: ...
 
-    def refresh_statistics(self) -> None:
-        """Bring the query planner's statistics of the view tables up to date."""
+    def refresh_statistics(self, tables: Sequence[str] | None = None) -> None:
+        """Bring the query planner's statistics of the view tables (by default all of
+        them) up to date."""
 
 
 class _Tracking:
@@ -119,7 +120,7 @@ class _Tracking:
         for statement in (*drop_statements(), *create_statements()):
             tx.execute(statement)
 
-    def refresh_statistics(self) -> None:
+    def refresh_statistics(self, tables: Sequence[str] | None = None) -> None:
         # SQLite plans these lookups well without sqlite_stat1, and the trace joins'
         # order is fixed by their CROSS JOINs: statistics could only move plans.
         pass
@@ -286,13 +287,13 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
     def close_readers(self) -> None:
         pass  # reads use the views' own pool
 
-    def refresh_statistics(self) -> None:
+    def refresh_statistics(self, tables: Sequence[str] | None = None) -> None:
         # As the ledger's own tables (ledger.store): a server without autovacuum would
         # otherwise plan the trace and scan queries from guesses.
         schema = Identifier(self.datastore.schema)
         with self.datastore.get_connection() as conn:
             conn.execute(SQL("ANALYZE {}").format(SQL(", ").join(
-                SQL("{}.{}").format(schema, Identifier(name)) for name in TABLES)))
+                SQL("{}.{}").format(schema, Identifier(name)) for name in tables or TABLES)))
 
     def lock_views(self, tx: Tx) -> None:
         # Held to the end of the transaction; the same lock guards creating the tables.
