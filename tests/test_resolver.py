@@ -151,3 +151,16 @@ def test_a_link_type_redirects_to_its_link_and_an_unknown_one_to_the_default(sho
         assert (moved.status_code, moved.headers["location"]) == (307, expected)
     product = client.get(f"/01/{gtin}?linkType=gs1:pip", follow_redirects=False)
     assert product.headers["location"] == f"{RESOLVER}/v1/products/{gtin}"
+
+
+def test_the_openapi_document_names_every_parameter_of_the_resolver_routes(shop: Shop) -> None:
+    """The resolver reads its parameters from the request itself, so its OpenAPI
+    operations must still name each one, as declared parameters would be named."""
+    client, _ = shop
+    paths = client.get("/openapi.json").json()["paths"]
+    for route, path_names in [("/01/{gtin}", ["gtin"]), ("/01/{gtin}/10/{lot}", ["gtin", "lot"]),
+                              ("/01/{gtin}/10/{lot}/21/{serial}", ["gtin", "lot", "serial"])]:
+        parameters = paths[route]["get"]["parameters"]
+        assert [(p["name"], p["in"], p["required"]) for p in parameters] == [
+            *((name, "path", True) for name in path_names), ("linkType", "query", False)]
+        assert all(p["schema"]["type"] == "string" for p in parameters if p["in"] == "path")

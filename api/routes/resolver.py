@@ -36,14 +36,25 @@ router = APIRouter(tags=["resolver"])
 
 _LINK_TYPE = ("`all` for the link set; a GS1 link type (`gs1:pip`, `gs1:traceability`, …) "
               "to be redirected to that link")
-# `?linkType=`, any string: read from the query string by `_link_type`, not declared as a
-# FastAPI query parameter (whose validation cost a scan a few percent of its time), so
-# documented here as FastAPI documented it when it was one.
-LINK_TYPE_PARAMETER: dict[str, Any] = {"parameters": [{
+# The resolver's parameters are read from the request (`request.path_params`, and
+# `?linkType=`, any string, by `_link_type`), not declared as FastAPI parameters: their
+# validation, for values that are plain strings anyway and checked by the identifier
+# rules, cost a scan a tenth of its time. So they are documented here, as FastAPI
+# documented them when they were declared.
+_LINK_TYPE_QUERY = {
     "description": _LINK_TYPE, "in": "query", "name": "linkType", "required": False,
     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": _LINK_TYPE,
                "title": "Linktype"},
-}]}
+}
+
+
+def _parameters(*path: str) -> dict[str, Any]:
+    """`openapi_extra` documenting the path parameters `path` and `?linkType=`."""
+    return {"parameters": [
+        *({"name": name, "in": "path", "required": True,
+           "schema": {"type": "string", "title": name.title()}} for name in path),
+        _LINK_TYPE_QUERY,
+    ]}
 
 
 def _link_type(request: Request) -> str | None:
@@ -150,10 +161,11 @@ def _lang(request: Request) -> str:
 
 
 @router.get("/01/{gtin}", summary="GS1 Digital Link: a product and its lots",
-            responses=_responses(PRODUCT_EXAMPLE), openapi_extra=LINK_TYPE_PARAMETER)
-def resolve_product(gtin: str, request: Request) -> Response:
+            responses=_responses(PRODUCT_EXAMPLE), openapi_extra=_parameters("gtin"))
+def resolve_product(request: Request) -> Response:
     """The product named by the GTIN: its name, category, producers and newest lots, each
     lot linking to its scan page."""
+    gtin = request.path_params["gtin"]
     canonical = _gtin(gtin)
     if canonical != gtin:
         return _moved(f"/01/{canonical}", request)
@@ -186,21 +198,24 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
 
 
 @router.get("/01/{gtin}/10/{lot}", summary="GS1 Digital Link: the scan view of a batch",
-            responses=_responses(SCAN_EXAMPLE), openapi_extra=LINK_TYPE_PARAMETER)
-def resolve_batch(gtin: str, lot: str, request: Request) -> Response:
+            responses=_responses(SCAN_EXAMPLE), openapi_extra=_parameters("gtin", "lot"))
+def resolve_batch(request: Request) -> Response:
     """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
     `Accept: application/json`, the link set for `Accept: application/linkset+json`."""
-    return _resolve_batch(gtin, lot, None, request, _link_type(request))
+    path = request.path_params
+    return _resolve_batch(path["gtin"], path["lot"], None, request, _link_type(request))
 
 
 @router.get("/01/{gtin}/10/{lot}/21/{serial}",
             summary="GS1 Digital Link: one serialised item of a batch",
             responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}),
-            openapi_extra=LINK_TYPE_PARAMETER)
-def resolve_item(gtin: str, lot: str, serial: str, request: Request) -> Response:
+            openapi_extra=_parameters("gtin", "lot", "serial"))
+def resolve_item(request: Request) -> Response:
     """The scan view of the item's batch (the ledger records batches, not items), with
     the serial (GS1 AI 21, 1 to 20 characters of GS1 character set 82) echoed in JSON."""
-    return _resolve_batch(gtin, lot, serial, request, _link_type(request))
+    path = request.path_params
+    return _resolve_batch(path["gtin"], path["lot"], path["serial"], request,
+                          _link_type(request))
 
 
 @router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
