@@ -437,7 +437,7 @@ class Ledger(Application[UUID]):
             leaf = leaf_hash(text.encode())
             nodes = frontier.append(leaf)
             event = appended(index, text, leaf.hex(), f"{UNVERIFIED}{index}", at)
-            self._save(self._stored_events([], [event]), nodes, None)
+            self._save(self._stored_events([], [self.mapper.to_stored_event(event)]), nodes, None)
 
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
@@ -528,10 +528,11 @@ class Ledger(Application[UUID]):
         else:
             frontier, next_index = Frontier(), self.size()
         receipts: list[Receipt] = []
-        events: list[Any] = []
+        entries: list[Any] = []  # the log's stored events
         nodes: list[tuple[int, int, bytes]] = []
         in_batch: dict[str, tuple[bytes, Receipt]] = {}
         rows: list[tuple[bytes, int, bytes, str, bytes]] = []  # the statements table's
+        mapper: LedgerMapper = self.mapper  # type: ignore[assignment]
         statements: dict[int, Statement] = {}
 
         def read_statement(index: int) -> Statement:
@@ -581,7 +582,7 @@ class Ledger(Application[UUID]):
             leaf = leaf_hash(text)
             if self.maintain_tree:
                 nodes.extend(frontier.append(leaf))
-            events.append(appended(index, text.decode("ascii"), leaf.hex(), s.id, now))
+            entries.append(mapper.stored_entry(index, text, leaf, s.id, now))
             receipt = Receipt(index, recorded_at, leaf)
             rows.append((sub.key, index, sub.digest, recorded_at, leaf))
             next_index += 1
@@ -590,9 +591,9 @@ class Ledger(Application[UUID]):
             receipts.append(receipt)
         # Encoding the events needs no verdict on the signatures: it is done while the
         # workers may still be verifying, and thrown away if one fails.
-        stored = self._stored_events(extra + uow.changed(), events) if events or extra else []
+        stored = self._stored_events(extra + uow.changed(), entries) if entries or extra else []
         _raise_signature_failure(pending, submissions, before=len(submissions))
-        if events or extra:
+        if entries or extra:
             # The checkpoint for the new size commits with the entries: a checkpoint
             # covering an entry exists as soon as its append is acknowledged.
             checkpoint = (
@@ -601,15 +602,16 @@ class Ledger(Application[UUID]):
             )
             self._save(stored, nodes, checkpoint, rows)
             self._frontier = frontier if self.maintain_tree else None
-            if statistics_due(next_index - len(events), next_index):
+            if statistics_due(next_index - len(entries), next_index):
                 self.recorder.refresh_statistics()  # type: ignore[attr-defined]
         return receipts
 
-    def _stored_events(self, aggregates: list[Any], events: list[Any]) -> list[Any]:
+    def _stored_events(self, aggregates: list[Any], entries: list[Any]) -> list[Any]:
+        """The aggregates' new events, encoded, then the log's (stored already)."""
         stored = []
         for aggregate in aggregates:
             stored.extend(map(self.mapper.to_stored_event, aggregate.collect_events()))
-        stored.extend(map(self.mapper.to_stored_event, events))
+        stored.extend(entries)
         return stored
 
     def _save(
