@@ -403,7 +403,10 @@ class Ledger(Application[UUID]):
         self.config  # noqa: B018 - a ledger must exist before anything is appended
         with collecting_after():
             submissions, pending = self._prepare_verifying(envelopes)
-            return self._append(submissions, pending=pending)
+            receipts = self._append(submissions, pending=pending)
+            # Freed here, not traversed by the collection that follows the batch.
+            del submissions, pending
+        return receipts
 
     def replay(
         self, envelopes: Sequence[Any], stamps: Sequence[tuple[datetime, str]],
