@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
 from ledger.canonical import b64encode, canonical_bytes
+from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
@@ -543,55 +544,57 @@ class Ledger(Application[UUID]):
 
         uow.prefetch(i for sub in submissions for i in references(sub.envelope, sub.statement))
         known = self.recorder.find_statements([sub.key for sub in submissions])  # type: ignore[attr-defined]
-        for position, sub in enumerate(submissions):
-            s = sub.statement
-            if stamps is not None:
-                now, recorded_at = stamps[position]
-            try:
-                if s.id in in_batch:
-                    digest, receipt = in_batch[s.id]
-                    if digest != sub.digest or stamps is not None:
-                        raise IdConflict(s.id, receipt.index)
-                    receipts.append(receipt)
-                    continue
-                record = known.get(sub.key)
-                if record is not None:
-                    _, first_index, digest, first_recorded_at, first_leaf = record
-                    if digest != sub.digest or stamps is not None:
-                        # On replay (audit, import) a statement seen before is an
-                        # entry recorded twice: a fault, never a receipt to hand back.
-                        raise IdConflict(s.id, first_index)
-                    receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
-                    continue
-                index = next_index
-                if s.issued_at > now + MAX_FUTURE:
-                    raise Rejected(
-                        Rejection.FUTURE_STATEMENT,
-                        f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
-                        f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
+        with recording(now) as recording_time:
+            for position, sub in enumerate(submissions):
+                s = sub.statement
+                if stamps is not None:
+                    now, recorded_at = stamps[position]
+                    recording_time(now)
+                try:
+                    if s.id in in_batch:
+                        digest, receipt = in_batch[s.id]
+                        if digest != sub.digest or stamps is not None:
+                            raise IdConflict(s.id, receipt.index)
+                        receipts.append(receipt)
+                        continue
+                    record = known.get(sub.key)
+                    if record is not None:
+                        _, first_index, digest, first_recorded_at, first_leaf = record
+                        if digest != sub.digest or stamps is not None:
+                            # On replay (audit, import) a statement seen before is an
+                            # entry recorded twice: a fault, never a receipt to hand back.
+                            raise IdConflict(s.id, first_index)
+                        receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
+                        continue
+                    index = next_index
+                    if s.issued_at > now + MAX_FUTURE:
+                        raise Rejected(
+                            Rejection.FUTURE_STATEMENT,
+                            f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
+                            f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
+                        )
+                    signer = (
+                        authenticate_genesis(uow, sub, submissions, index)
+                        if genesis
+                        else self._authenticate(uow, sub, now, position, pending)
                     )
-                signer = (
-                    authenticate_genesis(uow, sub, submissions, index)
-                    if genesis
-                    else self._authenticate(uow, sub, now, position, pending)
-                )
-                RULES[s.type](Context(uow, s, signer, index, now, read_statement))
-            except Rejected as e:
-                # A bad signature earlier in the batch, still being checked by a
-                # worker, is the first fault to report.
-                _raise_signature_failure(pending, submissions, before=position)
-                raise e.at(position) if len(submissions) > 1 else e
-            text = entry_bytes(sub.envelope_bytes, recorded_at)
-            leaf = leaf_hash(text)
-            if self.maintain_tree:
-                nodes.extend(frontier.append(leaf))
-            entries.append(mapper.stored_entry(index, text, leaf, s.id, now))
-            receipt = Receipt(index, recorded_at, leaf)
-            rows.append((sub.key, index, sub.digest, recorded_at, leaf))
-            next_index += 1
-            in_batch[s.id] = (sub.digest, receipt)
-            statements[index] = s
-            receipts.append(receipt)
+                    RULES[s.type](Context(uow, s, signer, index, now, read_statement))
+                except Rejected as e:
+                    # A bad signature earlier in the batch, still being checked by a
+                    # worker, is the first fault to report.
+                    _raise_signature_failure(pending, submissions, before=position)
+                    raise e.at(position) if len(submissions) > 1 else e
+                text = entry_bytes(sub.envelope_bytes, recorded_at)
+                leaf = leaf_hash(text)
+                if self.maintain_tree:
+                    nodes.extend(frontier.append(leaf))
+                entries.append(mapper.stored_entry(index, text, leaf, s.id, now))
+                receipt = Receipt(index, recorded_at, leaf)
+                rows.append((sub.key, index, sub.digest, recorded_at, leaf))
+                next_index += 1
+                in_batch[s.id] = (sub.digest, receipt)
+                statements[index] = s
+                receipts.append(receipt)
         # Encoding the events needs no verdict on the signatures: it is done while the
         # workers may still be verifying, and thrown away if one fails.
         stored = self._stored_events(extra + uow.changed(), entries) if entries or extra else []
