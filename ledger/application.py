@@ -121,7 +121,7 @@ def envelope_jcs(envelope: Envelope) -> bytes:
         f'{{"keyid":"{sig.keyid}","sig":"{b64encode(sig.sig)}"}}' for sig in envelope.signatures
     )
     return (
-        f'{{"payload":"{b64encode(envelope.payload)}","payloadType":"{envelope.payload_type}",'
+        f'{{"payload":"{envelope.payload_base64}","payloadType":"{envelope.payload_type}",'
         f'"signatures":[{signatures}]}}'
     ).encode()
 
