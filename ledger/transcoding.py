@@ -75,6 +75,7 @@ class LedgerMapper(Mapper[UUID]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_time: tuple[datetime | None, bytes] = (None, b"")
+        self._classes: dict[type, tuple[str, int]] = {}
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         if self.compressor or self.cipher:
@@ -83,10 +84,16 @@ class LedgerMapper(Mapper[UUID]):
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
         cls = type(domain_event)
-        class_version = getattr(cls, "class_version", 1)
+        try:
+            topic, class_version = self._classes[cls]
+        except KeyError:
+            # Looked up once per class: a getattr that finds no class_version formats
+            # an AttributeError's message every time.
+            topic, class_version = self._classes[cls] = (
+                get_topic(cls), getattr(cls, "class_version", 1))
         if class_version > 1:
             state["class_version"] = class_version
-        return StoredEvent(originator_id, originator_version, get_topic(cls),
+        return StoredEvent(originator_id, originator_version, topic,
                            self.transcoder.encode(state))
 
     def stored_entry(
