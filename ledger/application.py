@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
 from ledger.canonical import b64encode, canonical_bytes
+from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
@@ -120,7 +121,7 @@ def envelope_jcs(envelope: Envelope) -> bytes:
         f'{{"keyid":"{sig.keyid}","sig":"{b64encode(sig.sig)}"}}' for sig in envelope.signatures
     )
     return (
-        f'{{"payload":"{b64encode(envelope.payload)}","payloadType":"{envelope.payload_type}",'
+        f'{{"payload":"{envelope.payload_base64}","payloadType":"{envelope.payload_type}",'
         f'"signatures":[{signatures}]}}'
     ).encode()
 
@@ -403,7 +404,10 @@ class Ledger(Application[UUID]):
         self.config  # noqa: B018 - a ledger must exist before anything is appended
         with collecting_after():
             submissions, pending = self._prepare_verifying(envelopes)
-            return self._append(submissions, pending=pending)
+            receipts = self._append(submissions, pending=pending)
+            # Freed here, not traversed by the collection that follows the batch.
+            del submissions, pending
+        return receipts
 
     def replay(
         self, envelopes: Sequence[Any], stamps: Sequence[tuple[datetime, str]],
@@ -437,7 +441,7 @@ class Ledger(Application[UUID]):
             leaf = leaf_hash(text.encode())
             nodes = frontier.append(leaf)
             event = appended(index, text, leaf.hex(), f"{UNVERIFIED}{index}", at)
-            self._save(self._stored_events([], [event]), nodes, None)
+            self._save(self._stored_events([], [self.mapper.to_stored_event(event)]), nodes, None)
 
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
@@ -528,10 +532,11 @@ class Ledger(Application[UUID]):
         else:
             frontier, next_index = Frontier(), self.size()
         receipts: list[Receipt] = []
-        events: list[Any] = []
+        entries: list[Any] = []  # the log's stored events
         nodes: list[tuple[int, int, bytes]] = []
         in_batch: dict[str, tuple[bytes, Receipt]] = {}
         rows: list[tuple[bytes, int, bytes, str, bytes]] = []  # the statements table's
+        mapper: LedgerMapper = self.mapper  # type: ignore[assignment]
         statements: dict[int, Statement] = {}
 
         def read_statement(index: int) -> Statement:
@@ -539,60 +544,62 @@ class Ledger(Application[UUID]):
 
         uow.prefetch(i for sub in submissions for i in references(sub.envelope, sub.statement))
         known = self.recorder.find_statements([sub.key for sub in submissions])  # type: ignore[attr-defined]
-        for position, sub in enumerate(submissions):
-            s = sub.statement
-            if stamps is not None:
-                now, recorded_at = stamps[position]
-            try:
-                if s.id in in_batch:
-                    digest, receipt = in_batch[s.id]
-                    if digest != sub.digest or stamps is not None:
-                        raise IdConflict(s.id, receipt.index)
-                    receipts.append(receipt)
-                    continue
-                record = known.get(sub.key)
-                if record is not None:
-                    _, first_index, digest, first_recorded_at, first_leaf = record
-                    if digest != sub.digest or stamps is not None:
-                        # On replay (audit, import) a statement seen before is an
-                        # entry recorded twice: a fault, never a receipt to hand back.
-                        raise IdConflict(s.id, first_index)
-                    receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
-                    continue
-                index = next_index
-                if s.issued_at > now + MAX_FUTURE:
-                    raise Rejected(
-                        Rejection.FUTURE_STATEMENT,
-                        f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
-                        f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
+        with recording(now) as recording_time:
+            for position, sub in enumerate(submissions):
+                s = sub.statement
+                if stamps is not None:
+                    now, recorded_at = stamps[position]
+                    recording_time(now)
+                try:
+                    if s.id in in_batch:
+                        digest, receipt = in_batch[s.id]
+                        if digest != sub.digest or stamps is not None:
+                            raise IdConflict(s.id, receipt.index)
+                        receipts.append(receipt)
+                        continue
+                    record = known.get(sub.key)
+                    if record is not None:
+                        _, first_index, digest, first_recorded_at, first_leaf = record
+                        if digest != sub.digest or stamps is not None:
+                            # On replay (audit, import) a statement seen before is an
+                            # entry recorded twice: a fault, never a receipt to hand back.
+                            raise IdConflict(s.id, first_index)
+                        receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
+                        continue
+                    index = next_index
+                    if s.issued_at > now + MAX_FUTURE:
+                        raise Rejected(
+                            Rejection.FUTURE_STATEMENT,
+                            f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
+                            f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
+                        )
+                    signer = (
+                        authenticate_genesis(uow, sub, submissions, index)
+                        if genesis
+                        else self._authenticate(uow, sub, now, position, pending)
                     )
-                signer = (
-                    authenticate_genesis(uow, sub, submissions, index)
-                    if genesis
-                    else self._authenticate(uow, sub, now, position, pending)
-                )
-                RULES[s.type](Context(uow, s, signer, index, now, read_statement))
-            except Rejected as e:
-                # A bad signature earlier in the batch, still being checked by a
-                # worker, is the first fault to report.
-                _raise_signature_failure(pending, submissions, before=position)
-                raise e.at(position) if len(submissions) > 1 else e
-            text = entry_bytes(sub.envelope_bytes, recorded_at)
-            leaf = leaf_hash(text)
-            if self.maintain_tree:
-                nodes.extend(frontier.append(leaf))
-            events.append(appended(index, text.decode("ascii"), leaf.hex(), s.id, now))
-            receipt = Receipt(index, recorded_at, leaf)
-            rows.append((sub.key, index, sub.digest, recorded_at, leaf))
-            next_index += 1
-            in_batch[s.id] = (sub.digest, receipt)
-            statements[index] = s
-            receipts.append(receipt)
+                    RULES[s.type](Context(uow, s, signer, index, now, read_statement))
+                except Rejected as e:
+                    # A bad signature earlier in the batch, still being checked by a
+                    # worker, is the first fault to report.
+                    _raise_signature_failure(pending, submissions, before=position)
+                    raise e.at(position) if len(submissions) > 1 else e
+                text = entry_bytes(sub.envelope_bytes, recorded_at)
+                leaf = leaf_hash(text)
+                if self.maintain_tree:
+                    nodes.extend(frontier.append(leaf))
+                entries.append(mapper.stored_entry(index, text, leaf, s.id, now))
+                receipt = Receipt(index, recorded_at, leaf)
+                rows.append((sub.key, index, sub.digest, recorded_at, leaf))
+                next_index += 1
+                in_batch[s.id] = (sub.digest, receipt)
+                statements[index] = s
+                receipts.append(receipt)
         # Encoding the events needs no verdict on the signatures: it is done while the
         # workers may still be verifying, and thrown away if one fails.
-        stored = self._stored_events(extra + uow.changed(), events) if events or extra else []
+        stored = self._stored_events(extra + uow.changed(), entries) if entries or extra else []
         _raise_signature_failure(pending, submissions, before=len(submissions))
-        if events or extra:
+        if entries or extra:
             # The checkpoint for the new size commits with the entries: a checkpoint
             # covering an entry exists as soon as its append is acknowledged.
             checkpoint = (
@@ -601,15 +608,16 @@ class Ledger(Application[UUID]):
             )
             self._save(stored, nodes, checkpoint, rows)
             self._frontier = frontier if self.maintain_tree else None
-            if statistics_due(next_index - len(events), next_index):
+            if statistics_due(next_index - len(entries), next_index):
                 self.recorder.refresh_statistics()  # type: ignore[attr-defined]
         return receipts
 
-    def _stored_events(self, aggregates: list[Any], events: list[Any]) -> list[Any]:
+    def _stored_events(self, aggregates: list[Any], entries: list[Any]) -> list[Any]:
+        """The aggregates' new events, encoded, then the log's (stored already)."""
         stored = []
         for aggregate in aggregates:
             stored.extend(map(self.mapper.to_stored_event, aggregate.collect_events()))
-        stored.extend(map(self.mapper.to_stored_event, events))
+        stored.extend(entries)
         return stored
 
     def _save(

@@ -75,6 +75,9 @@ class Envelope:
     payload: bytes
     signatures: tuple[Signature, ...]
     statement: dict[str, Any] = field(compare=False, repr=False)
+    # The payload as accepted: its one canonical base64 spelling, kept because the
+    # envelope's bytes are written out again (to_json, the ledger's entries).
+    payload_base64: str = field(compare=False, repr=False)
 
     @classmethod
     def from_json(cls, data: bytes | str | Mapping[str, Any]) -> Envelope:
@@ -111,17 +114,17 @@ class Envelope:
         if len(payload) > MAX_PAYLOAD_BYTES:
             _too_large(str(len(payload)))
         statement = parse_canonical_statement(payload)
-        return cls(payload_type, payload, signatures, statement)
+        return cls(payload_type, payload, signatures, statement, payload_text)
 
     def to_json(self) -> dict[str, Any]:
         """The envelope exactly as accepted.
 
-        Base64 is re-encoded, which reproduces the accepted text because only
-        the canonical spelling is ever accepted.
+        Signatures are re-encoded in base64, which reproduces the accepted text
+        because only the canonical spelling is ever accepted.
         """
         return {
             "payloadType": self.payload_type,
-            "payload": b64encode(self.payload),
+            "payload": self.payload_base64,
             "signatures": [{"keyid": s.keyid, "sig": b64encode(s.sig)} for s in self.signatures],
         }
 

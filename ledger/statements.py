@@ -218,20 +218,22 @@ class Fields:
     def __call__(self, value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise _bad(path, "must be an object")
-        optional = self.optional
+        required, optional = self.required, self.optional
         out: dict[str, Any] = {}
-        for name, check in self.required.items():
+        for name, check in required.items():
             if name not in value:
                 raise _bad(path, f"missing field {name!r}")
-            out[name] = check(value[name], _join(path, name))
-        for name, v in value.items():
-            if name in self.required:
-                continue
-            optional_check = optional.get(name)
-            if optional_check is None:
-                raise _bad(path, f"unknown field {name!r}")
-            # An optional field may be given as null; it then means "not given".
-            out[name] = None if v is None else optional_check(v, _join(path, name))
+            out[name] = check(value[name], f"{path}.{name}" if path else name)
+        # All required fields are there: any more are optional ones, or unknown.
+        if len(value) > len(required):
+            for name, v in value.items():
+                if name in required:
+                    continue
+                optional_check = optional.get(name)
+                if optional_check is None:
+                    raise _bad(path, f"unknown field {name!r}")
+                # An optional field may be given as null; it then means "not given".
+                out[name] = None if v is None else optional_check(v, _join(path, name))
         for name in optional:
             out.setdefault(name, None)
         return out

@@ -363,3 +363,15 @@ def test_the_first_proof_reads_the_upper_levels_of_the_tree_whole_highest_first(
                          world.ledger.root_at(size))
     # Read before the first proof, within the bound, the highest levels first.
     assert set(recorder._upper) == {(4, 0), (3, 0), (3, 1)}  # type: ignore[attr-defined]
+
+
+def test_the_events_of_an_entry_carry_its_recording_time(db_url: str) -> None:
+    world = farm_world(db_url)
+    world.clock.advance(minutes=3)
+    world.ship(FARM, WHEAT, "W-2026-11", 4, MILL, "S-9")
+    ledger = world.ledger
+    shipped, produced = ledger._appended(ledger.size() - 2)[::-1][:2]
+    assert shipped.timestamp == world.clock.now
+    batch = ledger.repository.get(Batch.create_id(WHEAT, "W-2026-11"))
+    # The batch was made by one entry and changed by another, each at its own time.
+    assert batch.created_on == produced.timestamp < batch.modified_on == shipped.timestamp

@@ -11,12 +11,38 @@ applied exactly as the library would: same version checks, same attributes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate as LibraryAggregate
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.utils import get_topic
+
+
+# The time of the entry whose rules are running, given by the writer: its events carry
+# it, the log's as the aggregates', so one formatted time serves them all. Elsewhere
+# (tests, tools) events are timed by the library's clock.
+_recording_time: ContextVar[datetime | None] = ContextVar("recording_time", default=None)
+
+
+@contextmanager
+def recording(at: datetime) -> Iterator[Callable[[datetime], object]]:
+    """Events made inside are timestamped `at`, or the time last given to the function
+    yielded (a replay records each entry at its own time)."""
+    token = _recording_time.set(at)
+    try:
+        yield _recording_time.set
+    finally:
+        _recording_time.reset(token)
+
+
+def _timestamp(event_class: type[Any]) -> datetime:
+    at = _recording_time.get()
+    return at if at is not None else event_class.create_timestamp()  # type: ignore[no-any-return]
 
 
 def make_event(event_class: type[Any], state: dict[str, Any]) -> Any:
@@ -32,7 +58,7 @@ class Aggregate(LibraryAggregate):
     def _created(cls, event_class: type[Any], aggregate_id: UUID, **fields: Any) -> Self:
         """Create the aggregate with its created event: `fields` are its __init__'s
         arguments and the event's attributes."""
-        timestamp = event_class.create_timestamp()
+        timestamp = _timestamp(event_class)
         event = make_event(event_class, {
             "originator_topic": get_topic(cls), "originator_id": aggregate_id,
             "originator_version": cls.INITIAL_VERSION, "timestamp": timestamp, **fields,
@@ -46,7 +72,7 @@ class Aggregate(LibraryAggregate):
     def trigger_event(self, event_class: type[CanMutateAggregate[UUID]], **fields: Any) -> None:
         state = {
             "originator_id": self._id, "originator_version": self._version + 1,
-            "timestamp": event_class.create_timestamp(), **fields,
+            "timestamp": _timestamp(event_class), **fields,
         }
         event = make_event(event_class, state)
         event.mutate(self)
