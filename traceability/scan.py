@@ -129,9 +129,10 @@ def _texts(n: int) -> str:
 
 
 def _scan_sql(log_horizon: str) -> str:
-    """Everything a scan shows, in one statement: one snapshot, one round trip (a
-    transaction of five statements cost a scan a third of its time, and PostgreSQL five
-    round trips). Rows of (part, entry, number, text × 12), in part order:
+    """Everything a scan shows, in one statement: one snapshot without a transaction
+    around it, and one round trip (it was four statements between BEGIN and ROLLBACK:
+    six round trips on PostgreSQL). Rows of (part, entry, number, text × 12), in part
+    order:
 
     0. the recalls of the batch and of every batch upstream of it, in entry order:
        (0, entry, level, gtin, lot, reason);
