@@ -313,6 +313,22 @@ def test_one_statement_reads_in_its_own_snapshot_and_says_whether_the_views_hold
     views.close()
 
 
+def test_a_scan_finds_a_batch_its_views_had_not_taken_in_yet(world: World) -> None:
+    """The scan's one statement sees the log past the views (another worker's write):
+    it reads again after catching up, rather than answering from the stale rows that
+    did not have the batch."""
+    views = Views.open(world.ledger, fresh_reads=True)
+    views.catch_up()
+    assert scan(views, FLOUR, "F-001").batch.lot == "F-001"
+    world.submit("batch.produced", MILL, gtin=FLOUR, lot="F-NEW", product="小麦粉",
+                 category="food", quantity=5, unit="kg", produced_at="2026-11-21T06:00:00Z",
+                 standard="GB/T 1355-2021", inputs=[])  # not followed by these views
+    view = scan(views, FLOUR, "F-NEW")
+    assert (view.batch.lot, view.batch.entry) == ("F-NEW", world.ledger.size() - 1)
+    assert view.checkpoint is not None and view.checkpoint.tree_size == world.ledger.size()
+    views.close()
+
+
 def _analysed(url: str, schema: str, table: str) -> bool:
     import psycopg
 

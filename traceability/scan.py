@@ -180,16 +180,14 @@ def scan(views: Views, gtin: str, lot: str, at: datetime | None = None) -> ScanV
     sql, params = _scan_sql(views.log_horizon), key * 3
     when = at or views.clock()
     rows = views.statement(sql, params)
-    if not views.holds(rows[-1][2]):
-        # Entries the views have not taken in yet: a reading snapshot catches up first.
+    # Entries the views have not taken in yet (a reading snapshot catches up first), or
+    # the past, an unregistered producer or no timeline: the long way, in one snapshot.
+    view = _scan_view(views, key, rows, when, None) if views.holds(rows[-1][2]) else None
+    if view is None:
         with views.reading() as tx:
-            return _scan_view(views, key, tx.tuples(sql, params), when, tx)
-    view = _scan_view(views, key, rows, when, None)
-    if view is not None:
-        return view
-    # The past, an unregistered producer or no timeline: the long way, in one snapshot.
-    with views.reading() as tx:
-        return _scan_view(views, key, tx.tuples(sql, params), when, tx)
+            view = _scan_view(views, key, tx.tuples(sql, params), when, tx)
+    assert view is not None  # with a snapshot to work out credit in, there is an answer
+    return view
 
 
 def _scan_view(views: Views, key: tuple[str, str], rows: list[tuple[Any, ...]],
