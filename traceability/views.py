@@ -213,21 +213,19 @@ class Views:
     def _apply_chunk(
         self, start: int, notifications: Sequence[Recorded | Notification],
         end: int | None = None,
-        *, bulk: bool = False,
     ) -> bool:
         """Apply `notifications` (all the log's after `start` up to `end`, by default
         the last of them) and move the position from `start` to `end`, or do nothing
-        and return False if the position is no longer `start`.
-
-        `bulk` (a rebuild's chunks): the view rows are written in bulk at the end of
-        the chunk (traceability.writebehind), and each standing once for the chunk."""
+        and return False if the position is no longer `start`."""
         if end is None:
             end = notifications[-1].id
         # Parse before taking the write lock: on SQLite it also holds up the ledger's writers.
-        return self._apply_parsed(start, [self._parse(n) for n in notifications], end, bulk=bulk)
+        return self._apply_parsed(start, [self._parse(n) for n in notifications], end, bulk=False)
 
     def _apply_parsed(self, start: int, entries: list[Parsed], end: int, *, bulk: bool) -> bool:
-        """`_apply_chunk` for entries already parsed."""
+        """`_apply_chunk` for entries already parsed. `bulk` (a rebuild's chunks): the
+        view rows are written in bulk at the end of the chunk (traceability.writebehind),
+        and each standing once for the chunk."""
         with self.recorder.write() as tx:
             if not self.recorder.claim(tx, self.name, start, end):
                 return False
@@ -351,9 +349,14 @@ class Views:
     def reading(self) -> Iterator[Tx]:
         """A read-only snapshot of the view tables, for the query modules; with
         `fresh_reads`, one that covers every entry committed before it began."""
+        with self._storage_errors(), self._snapshot() as tx:
+            yield tx
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """A database's error in reading the views, as the ledger's StorageError."""
         try:
-            with self._snapshot() as tx:
-                yield tx
+            yield
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise StorageError(
                 f"cannot read the views in {self.ledger.database.describe()}: {e}"
@@ -385,12 +388,8 @@ class Views:
         read there is (no BEGIN and ROLLBACK, and on PostgreSQL one round trip). It is
         not caught up first: a statement that must be fresh selects `log_horizon`,
         and its caller asks `holds` and, if not, catches up and reads again."""
-        try:
+        with self._storage_errors():
             return self.recorder.read_one(sql, params)
-        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-            raise StorageError(
-                f"cannot read the views in {self.ledger.database.describe()}: {e}"
-            ) from e
 
     def organization(self, uscc: str) -> Row:
         """The organization's row; raises NotFound for an unknown USCC."""
