@@ -303,8 +303,7 @@ class _Run:
                 if public_key is not None:
                     jobs.append((public_key, sig.sig, sub.envelope.message()))
                     owners.append((entry.index, sig.keyid))
-        futures = self.verifier.start(jobs)
-        return Pending(self.verifier, jobs, futures, owners) if futures else None
+        return self.verifier.begin(jobs, owners)
 
     def _apply_waiting(self) -> None:
         chunk, self.waiting = self.waiting, None
