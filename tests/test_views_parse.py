@@ -10,7 +10,8 @@ import os
 from ledger.domain.log import UNVERIFIED
 from tests.support import World, make_gtin, make_uscc
 from traceability.projector import _as_written
-from traceability.views import APPENDED_TOPIC, Views, _written_state
+from traceability.logreader import APPENDED_TOPIC, _written_state
+from traceability.views import Views
 
 MILL = make_uscc(61)
 

@@ -20,10 +20,13 @@ from ledger import client
 from ledger.application import Ledger
 from tests.support import ROOT, World, make_gtin, make_uscc
 from traceability import projector
+from ledger.store import Database
+from traceability import views as views_module
 from traceability.credit import credit
+from traceability.logreader import APPENDED_TOPIC, LogReader, ReadAhead
 from traceability.policy import CreditPolicy
 from traceability.scan import scan
-from traceability.views import APPENDED_TOPIC, Views
+from traceability.views import Views
 
 MILL, LAB = make_uscc(51), make_uscc(52)
 FLOUR = make_gtin(51)
@@ -70,6 +73,48 @@ def views_of() -> Iterator[Callable[..., Views]]:
 def reference(views: Views) -> dict[str, list[tuple[Any, ...]]]:
     views.rebuild()
     return views.dump()
+
+
+def test_a_rebuild_read_ahead_by_other_processes_gives_the_views_built_entry_by_entry(
+    world: World, monkeypatch: pytest.MonkeyPatch, views_of: Callable[..., Views]
+) -> None:
+    views = views_of(world.ledger)
+    views.catch_up()
+    incremental = views.dump()
+    # A short log, read ahead as a long one is: in many small chunks, by the processes.
+    monkeypatch.setattr(views_module, "READ_AHEAD_FROM", 1)
+    from_processes: list[bool] = []
+    real = ReadAhead._result
+
+    def result(self: ReadAhead, start: int, stop: int, future: Any) -> Any:
+        if future is not None:
+            from_processes.append(future.exception() is None)
+        return real(self, start, stop, future)
+
+    monkeypatch.setattr(ReadAhead, "_result", result)
+    assert views.rebuild(chunk_size=7) == world.ledger.size()
+    assert views.dump() == incremental
+    assert len(from_processes) > 5 and all(from_processes)
+    # The correction's replacement crossed between processes and was applied.
+    assert credit(views, MILL).score == 100
+
+
+def test_read_ahead_from_a_database_that_is_not_the_ledger_reads_here_instead(
+    world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = LogReader(world.ledger)
+    horizon = world.ledger.recorder.max_notification_id()
+    expected = [(reader.between(lo, min(lo + 50, horizon)), min(lo + 50, horizon))
+                for lo in range(0, horizon, 50)]
+    # The processes would open an empty ledger of the same kind: they refuse to start,
+    # and every chunk is read here, the same.
+    monkeypatch.setattr(world.ledger, "database", Database(str(tmp_path / "empty.db")))
+    ahead = ReadAhead(reader, horizon, processes=1)
+    try:
+        assert list(ahead.chunks(0, horizon, 50)) == expected
+        assert ahead._pool is None  # given up after the first chunk
+    finally:
+        ahead.close()
 
 
 def test_a_crash_half_way_through_a_chunk_leaves_neither_rows_nor_position(

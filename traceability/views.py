@@ -11,27 +11,25 @@ commit, before the writer hands out its receipts. Elsewhere, `follow` polls.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Self, cast
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, Notification, PersistenceError
-from eventsourcing.utils import Environment, get_topic
+from eventsourcing.utils import Environment
 
 from ledger.application import Ledger, statistics_due
-from ledger.domain.log import UNVERIFIED, Appended
 from ledger.errors import LedgerError, NotFound, StorageError
 from ledger.statements import Statement
 from ledger.store import Recorded
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
-from traceability.projector import Parsed, Projector, lookups, parse_entry, parse_written
+from traceability.logreader import LogReader, ReadAhead
+from traceability.projector import Parsed, Projector, lookups
 from traceability.recorders import PostgresViewsRecorder, SQLiteViewsRecorder, ViewsRecorder
 from traceability.schema import CONTENT_TABLES, INDEXES, ORDER, SCHEMA_VERSION
 from traceability.sql import Row, Tx
@@ -39,9 +37,11 @@ from traceability.writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
 
-APPENDED_TOPIC = get_topic(Appended)
 DEFAULT_CHUNK = 500
 REBUILD_CHUNK = 10_000
+# Notifications a rebuild must have left to read before it starts processes to read
+# ahead (a few hundred milliseconds to start): about 40,000 entries.
+READ_AHEAD_FROM = 100_000
 # Indexes on columns the projector never looks rows up by, only the read side's
 # queries: a rebuild makes them after loading the rows, in one pass each.
 DEFERRED_INDEXES = (
@@ -90,9 +90,7 @@ class Views:
         # API asks before every read, and then that is one query, not two.
         self._reached = 0
         self.fresh_reads = fresh_reads
-        # Whether the stored state is the transcoder's JSON as it is (not compressed or
-        # encrypted): then only `index`, `entry` and `statement_id` are read from it.
-        self._plain = ledger.mapper.compressor is None and ledger.mapper.cipher is None
+        self._reader = LogReader(ledger)
         # The log's last notification id, asked inside a read's own snapshot: the views
         # live in the ledger's database (its schema on PostgreSQL, the search path of
         # the views' connections), so a read that finds nothing new to apply costs one
@@ -148,62 +146,50 @@ class Views:
                 horizon = self.ledger.recorder.max_notification_id() or 0
             if horizon <= self._reached:
                 return 0
-            # On PostgreSQL a rebuild reads and parses the next chunk while a thread
-            # waits for the server to write this one: the two took turns, and the
-            # server's share was 40 % of the time. One chunk at a time still commits
-            # with its position, in order: the next is applied once this one is.
-            ahead = ThreadPoolExecutor(1) if bulk and self.ledger.database.is_postgres else None
-            try:
-                start = self.position()
-                chunk = self._prepare(start, chunk_size, horizon)
-                while chunk is not None:
-                    entries, end = chunk
-                    if ahead is None:
-                        done, chunk = self._apply_parsed(start, entries, end, bulk=bulk), None
-                    else:
-                        writing = ahead.submit(self._apply_parsed, start, entries, end, bulk=bulk)
-                        chunk = self._prepare(end, chunk_size, horizon)
-                        done = writing.result()
-                    if done:
-                        applied += len(entries)
-                        if statistics_due(start, end):
-                            # As the ledger does (ledger.application); during a rebuild
-                            # too, whose lookups into the growing tables would otherwise
-                            # be planned as if they were empty: then only the tables
-                            # its own queries join or filter on (it analyses all after).
-                            self.recorder.refresh_statistics(REBUILD_READS if bulk else None)
-                        if chunk is None:
-                            chunk = self._prepare(end, chunk_size, horizon)
-                        start = end
-                    else:
-                        # Another process applied (part of) it: go on from where it is.
-                        start = self.position()
-                        chunk = self._prepare(start, chunk_size, horizon)
-            finally:
-                if ahead is not None:
-                    ahead.shutdown()
+            start = self.position()
+            if bulk and horizon - start >= READ_AHEAD_FROM:
+                start, applied = self._read_ahead(start, horizon, chunk_size)
+            chunk = self._reader.chunk(start, chunk_size, horizon)
+            while chunk is not None:
+                entries, end = chunk
+                if self._apply_parsed(start, entries, end, bulk=bulk):
+                    applied += len(entries)
+                    if statistics_due(start, end):
+                        # As the ledger does (ledger.application); during a rebuild
+                        # too, whose lookups into the growing tables would otherwise
+                        # be planned as if they were empty: then only the tables
+                        # its own queries join or filter on (it analyses all after).
+                        self.recorder.refresh_statistics(REBUILD_READS if bulk else None)
+                    start = end
+                else:
+                    # Another process applied (part of) it: go on from where it is.
+                    start = self.position()
+                chunk = self._reader.chunk(start, chunk_size, horizon)
             self._reached = max(self._reached, horizon)
         return applied
 
-    def _prepare(self, start: int, limit: int, stop: int) -> tuple[list[Parsed], int] | None:
-        """The entries of the next chunk after `start` (at most `limit`), parsed, and
-        the position the chunk ends at; None when `start` is already at `stop`."""
-        if start >= stop:
-            return None
-        notifications = self._select(start, limit, stop)
-        # A short chunk is the last one: it takes the position to the horizon.
-        end = notifications[-1].id if len(notifications) == limit else stop
-        return [self._parse(n) for n in notifications], end
+    def _read_ahead(self, start: int, horizon: int, chunk_size: int) -> tuple[int, int]:
+        """A rebuild's chunks, read and parsed by other processes while this one applies
+        them, in order, each committed with its position; stops early if another process
+        applies a chunk first. Returns the position reached and the entries applied."""
+        applied = 0
+        # Spans of ids, not counts of entries, so that every chunk's bounds are known
+        # before any is read; about 2.3 notifications per entry in a supply chain.
+        reading = ReadAhead(self._reader, horizon)
+        try:
+            for entries, end in reading.chunks(start, horizon, 2 * chunk_size):
+                if not self._apply_parsed(start, entries, end, bulk=True):
+                    return self.position(), applied
+                applied += len(entries)
+                if statistics_due(start, end):
+                    self.recorder.refresh_statistics(REBUILD_READS)
+                start = end
+        finally:
+            reading.close()
+        return start, applied
 
-    def _select(self, start: int, limit: int, stop: int) -> Sequence[Recorded | Notification]:
-        """The log's notifications after `start` up to `stop`, at most `limit`."""
-        if self._plain:
-            return self.ledger.recorder.select_states(  # type: ignore[attr-defined, no-any-return]
-                start, limit, stop, APPENDED_TOPIC)
-        return self.ledger.recorder.select_notifications(
-            start=start, limit=limit, stop=stop, topics=[APPENDED_TOPIC],
-            inclusive_of_start=False,
-        )
+    def _parse(self, notification: Recorded | Notification) -> Parsed:
+        return self._reader.parse(notification)
 
     def wait(self, notification_id: int, timeout: float = 5.0) -> None:
         """Block until the views cover `notification_id` (whoever applies it); raises
@@ -246,28 +232,6 @@ class Views:
             if isinstance(writes, WriteBehind):
                 writes.flush()
         return True
-
-    def _parse(self, notification: Recorded | Notification) -> Parsed:
-        if self._plain:
-            # The stored state is the transcoder's JSON object, whose `index`, `entry`
-            # and `statement_id` are plain JSON values: read just those, without
-            # building the library's event object (a third of the cost of a rebuild).
-            # Decoded as the library's transcoder does: json.loads on bytes detects
-            # the encoding and decodes more slowly.
-            text = notification.state.decode("utf-8")
-            written = _written_state(text)
-            if written is not None:
-                return parse_written(*written)
-            state = json.loads(text)
-            index, text, statement_id = state["index"], state["entry"], state["statement_id"]
-        else:
-            assert isinstance(notification, Notification)
-            event: Appended = self.ledger.mapper.to_domain_event(  # type: ignore[assignment]
-                notification)
-            index, text, statement_id = event.index, event.entry, event.statement_id
-        # The audit's stand-ins for entries that failed were never checked: check them.
-        trusted = not statement_id.startswith(UNVERIFIED)
-        return parse_entry(index, text, trusted=trusted)
 
     def _read_statement(self, index: int) -> Statement | None:
         """An entry's statement as signed, for corrections (entries never change)."""
@@ -407,52 +371,6 @@ class Views:
                         for r in tx.rows(f"SELECT * FROM {table} ORDER BY {ORDER[table]}")]
                 for table in CONTENT_TABLES
             }
-
-
-# A stored Appended state as this ledger's transcoder writes it (ledger.transcoding:
-# the event's attributes in order, no spaces), its entry a JSON string in it.
-_STATE_HEAD = '{"timestamp":{"_type_":"datetime_iso","_data_":"'
-_STATE_INDEX = '"},"index":'
-_STATE_ENTRY = ',"entry":"{\\"envelope\\":{\\"payload\\":\\"'
-_STATE_LEAF = '","leaf_hash":"'
-_STATE_ID = '","statement_id":"'
-_STATE_RECORDED_AT = ',\\"recorded_at\\":\\"'
-
-
-def _written_state(text: str) -> tuple[int, str, str] | None:
-    """The index, payload and recording time of a verified entry whose stored state
-    and entry are in the forms the ledger writes them, read from the state's text by
-    slicing: the values that json.loads and then projector._as_written give, without
-    decoding the entry's JSON string (most of the cost of reading a state). None
-    for anything else: an unverified entry, or any other form, read the long way."""
-    if not (text.startswith(_STATE_HEAD) and text.endswith('"}')):
-        return None
-    i = text.find(_STATE_INDEX, len(_STATE_HEAD))
-    j = text.find(_STATE_ENTRY, i)
-    k = text.find(_STATE_LEAF, j)
-    m = text.find(_STATE_ID, k)
-    if i < 0 or j < 0 or k < 0 or m < 0:
-        return None
-    number = text[i + len(_STATE_INDEX):j]
-    statement_id = text[m + len(_STATE_ID):-2]
-    for part in (text[len(_STATE_HEAD):i], text[k + len(_STATE_LEAF):m], statement_id):
-        if '"' in part or "\\" in part:
-            return None
-    if (statement_id.startswith(UNVERIFIED) or not number.isascii() or not number.isdigit()
-            or (number[0] == "0" and number != "0")):
-        return None
-    # The entry's string after the payload's opening quote: every quote in it escaped
-    # and no backslash escaped (so `k` is where it ends, and each \" is a quote).
-    entry = text[j + len(_STATE_ENTRY):k]
-    if entry.count('"') != entry.count('\\"') or "\\\\" in entry:
-        return None
-    end = entry.find('\\"')
-    at = entry.rfind(_STATE_RECORDED_AT)
-    payload, recorded_at = entry[:end], entry[at + len(_STATE_RECORDED_AT):-3]
-    if (end < 0 or at <= end or not entry.endswith('\\"}')
-            or "\\" in payload or "\\" in recorded_at):
-        return None
-    return int(number), payload, recorded_at
 
 
 def _infrastructure(ledger: Ledger) -> tuple[InfrastructureFactory[Any], ViewsRecorder]:
