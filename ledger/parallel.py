@@ -4,8 +4,9 @@ Signature checking is the one cost of ingest that needs no ledger state once the
 public key is known, and a key id is the SHA-256 of its public key, so a key id
 seen once names the same public key for ever. Signatures by keys already known are
 checked in worker processes while the writer runs the rules; the writer checks the
-rest itself (keys first seen in this batch) and waits for the workers before it
-commits anything or reports a later envelope's fault.
+rest itself (keys first seen in this batch), then, instead of waiting, the tasks no
+worker has begun yet, and has every verdict before it commits anything or reports a
+later envelope's fault.
 """
 
 from __future__ import annotations

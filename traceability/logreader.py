@@ -185,7 +185,9 @@ class ReadAhead:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Waits for a chunk being read (a fraction of a second) rather than leave
+            # processes behind holding database connections.
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
