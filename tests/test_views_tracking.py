@@ -23,7 +23,7 @@ from traceability import projector
 from ledger.store import Database
 from traceability import views as views_module
 from traceability.credit import credit
-from traceability.logreader import APPENDED_TOPIC, LogReader, ReadAhead
+from traceability.logreader import APPENDED_TOPIC, LogReader, ReadAhead, _pack, _unpack
 from traceability.policy import CreditPolicy
 from traceability.scan import scan
 from traceability.views import Views
@@ -97,6 +97,10 @@ def test_a_rebuild_read_ahead_by_other_processes_gives_the_views_built_entry_by_
     assert len(from_processes) > 5 and all(from_processes)
     # The correction's replacement crossed between processes and was applied.
     assert credit(views, MILL).score == 100
+    # Every field of a parsed entry survives the crossing.
+    parsed = LogReader(world.ledger).between(0, world.ledger.recorder.max_notification_id())
+    assert any(p.statement is not None and p.statement.replacement is not None for p in parsed)
+    assert [_unpack(_pack(p)) for p in parsed] == parsed
 
 
 def test_read_ahead_from_a_database_that_is_not_the_ledger_reads_here_instead(
