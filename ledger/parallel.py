@@ -28,6 +28,10 @@ MIN_PARALLEL = 200
 # and check them itself (Pending.failures). About 6 ms of work each on this machine kind.
 TASK = 64
 
+# How long the writer waits for a task a worker holds (a few milliseconds of work)
+# before it decides no answer will come and checks the batch itself.
+ANSWER_WITHIN = 30.0
+
 Job = tuple[bytes, bytes, bytes]  # public key, signature, signed message
 
 
@@ -148,10 +152,14 @@ class Pending:
         try:
             for i, future in enumerate(self._futures):
                 if parts[i] is None:
-                    parts[i] = future.result()
-        except (BrokenProcessPool, CancelledError):
+                    parts[i] = future.result(timeout=ANSWER_WITHIN)
+        except (BrokenProcessPool, CancelledError, TimeoutError):
             # CancelledError: the workers failed while a later part of the batch was
             # handed over, and the pool was shut down with this part still queued.
+            # TimeoutError: no answer will come. When a worker dies, the executor's
+            # thread marks every queued future failed, and stops at the first one
+            # cancelled (taken back above) that it had not yet cleared (CPython 3.11:
+            # InvalidStateError in that thread), leaving the rest unanswered.
             self._verifier.disable()
             return verify_all(self._jobs)
         return [ok for part in parts if part is not None for ok in part]

@@ -1,15 +1,17 @@
 """The writer hands signature checks to worker processes while it is still parsing a batch
-(ledger/parallel.py Feed): each check is done exactly once, by a worker or by the writer,
-and a failure is reported with the position and key it belongs to."""
+(ledger/parallel.py Feed): each check is done exactly once, by a worker or by the writer
+(which takes back the tasks no worker has begun rather than wait), and a failure is
+reported with the position and key it belongs to."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 
 import pytest
 
-from ledger import keys
-from ledger.parallel import TASK, MIN_PARALLEL, Job, ParallelVerifier
+from ledger import keys, parallel
+from ledger.parallel import MIN_PARALLEL, TASK, Job, ParallelVerifier, Pending
 
 
 def _jobs(count: int, bad: set[int]) -> list[Job]:
@@ -121,3 +123,18 @@ def test_a_whole_batch_begun_at_once_is_checked_exactly_once() -> None:
         assert verifier.begin(jobs[:MIN_PARALLEL - 1], [(i, "k") for i in range(MIN_PARALLEL - 1)]) is None
     finally:
         verifier.close()
+
+
+def test_a_task_that_is_never_answered_is_checked_by_the_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker died and the executor's thread stopped before failing this task's future:
+    # it stays running for ever. The writer gives up waiting and checks the batch itself.
+    monkeypatch.setattr(parallel, "ANSWER_WITHIN", 0.05)
+    verifier = ParallelVerifier(1)
+    jobs = _jobs(3, bad={1})
+    stuck: Future[list[bool]] = Future()
+    stuck.set_running_or_notify_cancel()
+    pending = Pending(verifier, jobs, [stuck], [(i, "k") for i in range(3)], [(0, 3)])
+    assert pending.failures() == [(1, "k")]
+    assert verifier.workers == 0  # and no longer hands work to the workers
