@@ -265,8 +265,9 @@ class Views:
         """Drop every view table, create them again, and apply the whole log.
 
         In chunks of REBUILD_CHUNK entries (a commit per chunk was a tenth of the
-        time), their rows written in bulk, and with the indexes only the read side
-        uses made after the load, not kept up row by row. Each chunk still commits
+        time; for a long log read ahead by other processes, spans of twice as many
+        notification ids), their rows written in bulk, and with the indexes only the
+        read side uses made after the load, not kept up row by row. Each chunk still commits
         with its position: a rebuild cut short resumes at the next catch-up, and the
         indexes come back when the views are next opened (CREATE INDEX IF NOT EXISTS).
         Tests pass a small `chunk_size` to cut a short log into many chunks."""
