@@ -303,7 +303,10 @@ class _Run:
                 if public_key is not None:
                     jobs.append((public_key, sig.sig, sub.envelope.message()))
                     owners.append((entry.index, sig.keyid))
-        return self.verifier.begin(jobs, owners)
+        # One task per worker: the audit has a whole chunk's rules to apply meanwhile and
+        # is seldom left waiting, so small tasks bought little and cost their round trips
+        # (2-3 points of its ratio to the verify rate, within the noise but in every run).
+        return self.verifier.begin(jobs, owners, task=None)
 
     def _apply_waiting(self) -> None:
         chunk, self.waiting = self.waiting, None

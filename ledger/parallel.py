@@ -86,18 +86,22 @@ class ParallelVerifier:
     def feed(self) -> Feed:
         return Feed(self)
 
-    def begin(self, jobs: Sequence[Job], owners: list[tuple[int, str]]) -> Pending | None:
-        """Begin checking a whole batch of `jobs` in tasks of TASK; None when it is not
-        worth a round trip or the workers are disabled. `owners` as for Pending."""
+    def begin(
+        self, jobs: Sequence[Job], owners: list[tuple[int, str]], task: int | None = TASK,
+    ) -> Pending | None:
+        """Begin checking a whole batch of `jobs` in tasks of `task` jobs (None: one task
+        per worker); None when it is not worth a round trip or the workers are disabled.
+        `owners` as for Pending."""
         if self.workers <= 0 or len(jobs) < MIN_PARALLEL:
             return None
+        size = task or -(-len(jobs) // self.workers)
         futures, bounds = [], []
-        for start in range(0, len(jobs), TASK):
-            future = self.submit(jobs[start:start + TASK])
+        for start in range(0, len(jobs), size):
+            future = self.submit(jobs[start:start + size])
             if future is None:  # the workers failed: the caller checks the rest
                 break
             futures.append(future)
-            bounds.append((start, min(start + TASK, len(jobs))))
+            bounds.append((start, min(start + size, len(jobs))))
         if not futures:
             return None
         sent = bounds[-1][1]

@@ -138,3 +138,15 @@ def test_a_task_that_is_never_answered_is_checked_by_the_writer(
     pending = Pending(verifier, jobs, [stuck], [(i, "k") for i in range(3)], [(0, 3)])
     assert pending.failures() == [(1, "k")]
     assert verifier.workers == 0  # and no longer hands work to the workers
+
+
+def test_a_batch_begun_with_one_task_per_worker_is_checked_exactly_once() -> None:
+    verifier = ParallelVerifier(2)
+    try:
+        jobs = _jobs(MIN_PARALLEL + 1, bad={MIN_PARALLEL})
+        pending = verifier.begin(jobs, [(i, "k") for i in range(len(jobs))], task=None)
+        assert pending is not None
+        assert pending._bounds == [(0, MIN_PARALLEL // 2 + 1), (MIN_PARALLEL // 2 + 1, MIN_PARALLEL + 1)]
+        assert pending.failures() == [(MIN_PARALLEL, "k")]
+    finally:
+        verifier.close()
