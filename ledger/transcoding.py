@@ -26,7 +26,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic
 
 from ledger.domain.ids import LOG_ID
-from ledger.domain.log import Appended, appended
+from ledger.domain.log import APPENDED_TOPIC, appended
 
 
 class LedgerTranscoder(JSONTranscoder):
@@ -63,9 +63,6 @@ class LedgerTranscoder(JSONTranscoder):
         if self._encode is None:
             return super().encode(obj)
         return "".join(self._encode(obj, 0)).encode("utf8")
-
-
-_APPENDED_TOPIC = get_topic(Appended)
 
 
 class LedgerMapper(Mapper[UUID]):
@@ -117,4 +114,4 @@ class LedgerMapper(Mapper[UUID]):
         state = b'{"timestamp":%b,"index":%d,"entry":"%b","leaf_hash":"%b","statement_id":"%b"}' % (
             tagged, index, entry.replace(b'"', b'\\"'), leaf_hash.hex().encode(),
             statement_id.encode())
-        return StoredEvent(LOG_ID, index + 1, _APPENDED_TOPIC, state)
+        return StoredEvent(LOG_ID, index + 1, APPENDED_TOPIC, state)

@@ -17,15 +17,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from eventsourcing.persistence import Notification
-from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
-from ledger.domain.log import UNVERIFIED, Appended
+from ledger.domain.log import APPENDED_TOPIC, UNVERIFIED, Appended
 from ledger.statements import Statement
 from ledger.store import Recorded
 from traceability.projector import Parsed, parse_entry, parse_written
-
-APPENDED_TOPIC = get_topic(Appended)
 
 Chunk = tuple[list[Parsed], int]
 """The parsed entries of a chunk, and the position (notification id) it ends at."""

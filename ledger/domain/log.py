@@ -11,6 +11,7 @@ from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import get_topic
 
 from ledger.domain.base import make_event
 from ledger.domain.ids import LEDGER_ID, LOG_ID
@@ -28,6 +29,10 @@ class Appended(Aggregate.Event):
     entry: str
     leaf_hash: str
     statement_id: str
+
+
+# The topic the log's events are stored under: what readers of the log select.
+APPENDED_TOPIC = get_topic(Appended)
 
 
 def appended(index: int, entry: str, leaf_hash: str, statement_id: str, at: datetime) -> Appended:
