@@ -84,7 +84,7 @@ class ParallelVerifier:
             return None
 
     def feed(self) -> Feed:
-        return Feed(self)
+        return Feed(self, TASK)
 
     def begin(
         self, jobs: Sequence[Job], owners: list[tuple[int, str]], task: int | None = TASK,
@@ -92,20 +92,10 @@ class ParallelVerifier:
         """Begin checking a whole batch of `jobs` in tasks of `task` jobs (None: one task
         per worker); None when it is not worth a round trip or the workers are disabled.
         `owners` as for Pending."""
-        if self.workers <= 0 or len(jobs) < MIN_PARALLEL:
-            return None
-        size = task or -(-len(jobs) // self.workers)
-        futures, bounds = [], []
-        for start in range(0, len(jobs), size):
-            future = self.submit(jobs[start:start + size])
-            if future is None:  # the workers failed: the caller checks the rest
-                break
-            futures.append(future)
-            bounds.append((start, min(start + size, len(jobs))))
-        if not futures:
-            return None
-        sent = bounds[-1][1]
-        return Pending(self, jobs[:sent], futures, owners[:sent], bounds)
+        feed = Feed(self, task or -(-len(jobs) // max(1, self.workers)))
+        for job, owner in zip(jobs, owners, strict=True):
+            feed.add(job, owner)
+        return feed.finish()
 
     def disable(self) -> None:
         """Workers could not start (say, a main module without a __main__ guard, which
@@ -171,12 +161,13 @@ class Pending:
 
 class Feed:
     """The signature checks of one batch, handed to the workers while the writer is still
-    parsing it: once MIN_PARALLEL are known (a batch worth the round trip), each `TASK`
+    parsing it: once MIN_PARALLEL are known (a batch worth the round trip), each `task`
     jobs go as soon as they are known, instead of all of them once the whole batch is
     read. The writer's parsing of the batch and the workers' verifying then overlap."""
 
-    def __init__(self, verifier: ParallelVerifier) -> None:
+    def __init__(self, verifier: ParallelVerifier, task: int) -> None:
         self._verifier = verifier
+        self._task = task
         self._jobs: list[Job] = []
         self._owners: list[tuple[int, str]] = []
         self._futures: list[Future[list[bool]]] = []
@@ -190,14 +181,14 @@ class Feed:
             return
         self._jobs.append(job)
         self._owners.append(owner)
-        if len(self._jobs) - self._sent >= TASK and len(self._jobs) >= MIN_PARALLEL:
+        if len(self._jobs) - self._sent >= self._task and len(self._jobs) >= MIN_PARALLEL:
             self._send(whole_tasks=True)
 
     def _send(self, whole_tasks: bool = False) -> None:
-        """Send what is not sent yet in tasks of TASK, and the rest as a smaller task
-        unless `whole_tasks`."""
-        while len(self._jobs) - self._sent >= (TASK if whole_tasks else 1):
-            stop = min(self._sent + TASK, len(self._jobs))
+        """Send what is not sent yet in tasks of `task` jobs, and the rest as a smaller
+        task unless `whole_tasks`."""
+        while len(self._jobs) - self._sent >= (self._task if whole_tasks else 1):
+            stop = min(self._sent + self._task, len(self._jobs))
             future = self._verifier.submit(self._jobs[self._sent:stop])
             if future is None:  # the workers are gone: what was not sent, the writer checks
                 self._stopped = True
