@@ -154,12 +154,7 @@ class Views:
                 entries, end = chunk
                 if self._apply_parsed(start, entries, end, bulk=bulk):
                     applied += len(entries)
-                    if statistics_due(start, end):
-                        # As the ledger does (ledger.application); during a rebuild
-                        # too, whose lookups into the growing tables would otherwise
-                        # be planned as if they were empty: then only the tables
-                        # its own queries join or filter on (it analyses all after).
-                        self.recorder.refresh_statistics(REBUILD_READS if bulk else None)
+                    self._statistics_after(start, end, bulk=bulk)
                     start = end
                 else:
                     # Another process applied (part of) it: go on from where it is.
@@ -181,12 +176,20 @@ class Views:
                 if not self._apply_parsed(start, entries, end, bulk=True):
                     return self.position(), applied
                 applied += len(entries)
-                if statistics_due(start, end):
-                    self.recorder.refresh_statistics(REBUILD_READS)
+                self._statistics_after(start, end, bulk=True)
                 start = end
         finally:
             reading.close()
         return start, applied
+
+    def _statistics_after(self, start: int, end: int, *, bulk: bool) -> None:
+        """Refresh the planner's statistics when the position has grown enough from
+        `start` to `end`, as the ledger does (ledger.application); during a rebuild too,
+        whose lookups into the growing tables would otherwise be planned as if they were
+        empty: then only the tables its own queries join or filter on (it analyses all
+        after)."""
+        if statistics_due(start, end):
+            self.recorder.refresh_statistics(REBUILD_READS if bulk else None)
 
     def _parse(self, notification: Recorded | Notification) -> Parsed:
         return self._reader.parse(notification)
@@ -267,9 +270,10 @@ class Views:
         In chunks of REBUILD_CHUNK entries (a commit per chunk was a tenth of the
         time; for a long log read ahead by other processes, spans of twice as many
         notification ids), their rows written in bulk, and with the indexes only the
-        read side uses made after the load, not kept up row by row. Each chunk still commits
-        with its position: a rebuild cut short resumes at the next catch-up, and the
-        indexes come back when the views are next opened (CREATE INDEX IF NOT EXISTS).
+        read side uses made after the load, not kept up row by row. Each chunk still
+        commits with its position: a rebuild cut short resumes at the next catch-up,
+        and the indexes come back when the views are next opened (CREATE INDEX IF NOT
+        EXISTS).
         Tests pass a small `chunk_size` to cut a short log into many chunks."""
         if chunk_size is None:
             chunk_size = max(self.chunk_size, REBUILD_CHUNK)
