@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from itertools import count
 from operator import itemgetter
 from typing import Any
 
@@ -147,6 +148,14 @@ def _literal(text: str) -> Any:
     return text[1:-1] if text.startswith("'") else int(text)
 
 
+def _sources(values: Iterable[Sequence[str]]) -> tuple[tuple[str, _Source], ...]:
+    """(column, value as written) pairs as the value each column gets: the n-th `?`
+    is parameter n, anything else a literal."""
+    position = count()
+    return tuple((c, (next(position), None) if v == "?" else (None, _literal(v)))
+                 for c, v in values)
+
+
 def _on_conflict(tail: str, given: dict[str, _Source]) -> tuple[tuple[str, _Source], ...] | None:
     """An INSERT's effect on a row that has its key, from its ON CONFLICT clause."""
     if tail.endswith(" DO NOTHING"):
@@ -177,7 +186,7 @@ def _point_read(sql: str) -> _PointRead | None:
 
 def _unnest(table: str, columns: list[str]) -> str:
     """FROM unnest(?::type[], …) AS u(c0, …): one array parameter per column named."""
-    types = dict(_COLUMN.findall(TABLES[table]))
+    types = _types(table)
     arrays = ", ".join(f"?::{types[c].lower()}[]" for c in columns)
     names = ", ".join(f"c{i}" for i in range(len(columns)))
     return f"unnest({arrays}) AS u({names})"
@@ -199,10 +208,8 @@ def _form(sql: str) -> _Form:
         select = ", ".join(f"u.c{next(selected)}" if v == "?" else v for v in items)
         arrays = (f"INSERT INTO {table} ({columns}) SELECT {select} "
                   f"FROM {_unnest(table, params)}{tail}")
-        positions = iter(range(len(params)))
-        given = {n: (next(positions), None) if v == "?" else (None, _literal(v))
-                 for n, v in zip(names, items, strict=True)}
-        effect = _Effect(table, tuple(given.items()), _on_conflict(tail, given))
+        new = _sources(zip(names, items, strict=True))
+        effect = _Effect(table, new, _on_conflict(tail, dict(new)))
         return _Form(table, tuple(params.index(c) for c in target), arrays, effect)
     if (m := _UPDATE.match(sql)) and _primary_key(m[1]) == (m[2],):
         table, key = m[1], m[2]
@@ -216,10 +223,7 @@ def _form(sql: str) -> _Form:
                            for c, v in sets)
         arrays = (f"UPDATE {table} AS t SET {assign} FROM {_unnest(table, params)} "
                   f"WHERE t.{key} = u.c{len(params) - 1}")
-        positions = iter(range(len(params)))
-        change = tuple((c, (next(positions), None) if v == "?" else (None, _literal(v)))
-                       for c, v in sets)
-        return _Form(table, (len(params) - 1,), arrays, _Effect(table, None, change))
+        return _Form(table, (len(params) - 1,), arrays, _Effect(table, None, _sources(sets)))
     table = next(iter(_TABLE.findall(sql)), "")
     return _Form(table, None)
 
