@@ -223,6 +223,7 @@ class Fields:
         for name, check in required.items():
             if name not in value:
                 raise _bad(path, f"missing field {name!r}")
+            # _join(path, name), inlined: this runs for every field of every statement.
             out[name] = check(value[name], f"{path}.{name}" if path else name)
         # All required fields are there: any more are optional ones, or unknown.
         if len(value) > len(required):
