@@ -128,6 +128,7 @@ def _texts(n: int) -> str:
     return ", ".join([_TEXT] * n)
 
 
+@lru_cache(maxsize=8)  # one text per ledger's log table: built once, not every scan
 def _scan_sql(log_horizon: str) -> str:
     """Everything a scan shows, in one statement: one snapshot without a transaction
     around it, and one round trip (it was four statements between BEGIN and ROLLBACK:
