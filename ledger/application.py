@@ -392,7 +392,11 @@ class Ledger(Application[UUID]):
         config = LedgerConfig(origin=origin, log_key=verifier, root_org=root_org)
         self._config = config
         self._log_key = log_key
-        return self._append(submissions, extra=[config], genesis=True)
+        try:
+            return self._append(submissions, extra=[config], genesis=True)
+        except BaseException:
+            self._config = self._log_key = None  # nothing was created
+            raise
 
     def append(self, envelopes: Sequence[Any]) -> list[Receipt]:
         """Record up to 1,000 envelopes in order, all or nothing.
@@ -672,8 +676,8 @@ def authenticate_genesis(
     sub.envelope.verify(key_id(root_key), root_key)
     if index == 0:
         s = sub.statement
-        # The root registers itself: it is its own regulator for this one entry.
-        return Organization.register(s.by, "", ["regulator"], s.body["region"], entry=-1)
+        # The root registers itself: it is its own (root) regulator for this one entry.
+        return Organization.register(s.by, "", ["regulator"], s.body["region"], entry=0)
     org = uow.get(Organization, Organization.create_id(sub.statement.by))
     if org is None:  # entry 0 creates it; check_genesis saw to the order
         raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")

@@ -36,6 +36,7 @@ class Rejection(StrEnum):
     KEY_REVOKED = "key-revoked"
     KEY_NOT_YET_VALID = "key-not-yet-valid"
     DUPLICATE_KEY = "duplicate-key"
+    WEAK_KEY = "weak-public-key"
     ROLE_FORBIDDEN = "role-forbidden"
     UNKNOWN_ORG = "unknown-organization"
     DUPLICATE_ORG = "duplicate-organization"

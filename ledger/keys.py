@@ -9,6 +9,8 @@ Standards followed:
 * FIPS 180-4 — SHA-256, for key ids: lowercase hex of SHA-256 over the 32 raw
   public key bytes (PROTOCOL.md §2).
 * RFC 4648 §4 — public keys in statements are padded standard base64.
+* EVENTS.md `key.registered` — a registered key must be the canonical encoding of a
+  point of the prime-order subgroup (RFC 8032 §5.1.3 decoding, then [L]A = identity).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from ledger.canonical import b64decode, b64encode
 from ledger.errors import LedgerError, Rejected, Rejection
@@ -32,6 +35,7 @@ from ledger.errors import LedgerError, Rejected, Rejection
 __all__ = [
     "PUBLIC_KEY_BYTES",
     "SIGNATURE_BYTES",
+    "check_prime_order",
     "decode_public_key",
     "encode_public_key",
     "generate_private_key",
@@ -150,6 +154,25 @@ def decode_public_key(b64: str) -> bytes:
             f"public key must be 32 bytes (Ed25519, RFC 8032), got {len(raw)}",
         )
     return raw
+
+
+def check_prime_order(raw: bytes, what: str = "public key") -> None:
+    """Refuse a public key that is not the canonical encoding of a point of the
+    prime-order subgroup of edwards25519 (Rejected(WEAK_KEY)).
+
+    Why: RFC 8032 verification (as OpenSSL does it) accepts small-order keys. Under the
+    identity point, the signature R = identity, S = 0 verifies for every message, so a
+    registered identity key lets anyone who reads the log sign as its organization;
+    the other small-order and mixed-order points weaken it likewise. libsodium's
+    check (canonical y < 2^255 - 19, on the curve, not of small order, [L]A = identity)
+    is the well-kept implementation of exactly this test.
+    """
+    if len(raw) != PUBLIC_KEY_BYTES or not crypto_core_ed25519_is_valid_point(bytes(raw)):
+        raise Rejected(
+            Rejection.WEAK_KEY,
+            f"{what} is not the canonical encoding of a point of the Ed25519 prime-order "
+            "subgroup (small-order, mixed-order, non-canonical or not on the curve)",
+        )
 
 
 def encode_public_key(raw: bytes) -> str:

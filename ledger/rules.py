@@ -3,6 +3,12 @@
 Each rule checks a statement against the state before it and, if it holds, changes
 the aggregates through their commands. Signatures have been checked already; the
 signer's organization is `ctx.signer`.
+
+A correction's replacement is held to the rule of its type too, "as if it had been
+issued instead of the original" (EVENTS.md "Corrections"): the rule runs with
+`ctx.replacing` set to the corrected entry, checks everything a plain statement would
+be checked for, and stops before the effects, which the original had already (the
+fields behind them are fixed, `FIXED_FIELDS`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from ledger.domain.key import Key
 from ledger.domain.organization import Organization
 from ledger.domain.shipment import Shipment
 from ledger.errors import Rejected, Rejection
-from ledger.keys import encode_public_key, key_id
+from ledger.keys import check_prime_order, encode_public_key, key_id
 from ledger.statements import Statement
 from ledger.unit_of_work import UnitOfWork
 
@@ -31,6 +37,9 @@ class Context:
     index: int
     now: datetime
     read_statement: Callable[[int], Statement]
+    # The entry a correction replaces, when this statement is that correction's
+    # replacement: checked as if issued instead, never applied again.
+    replacing: int | None = None
 
     @property
     def by(self) -> str:
@@ -61,6 +70,29 @@ class Context:
     def regulator_only(self) -> None:
         self.signer.check_role("regulator", doing=self.statement.type)
 
+    def check_authority_over(self, org: Organization, doing: str) -> None:
+        """EVENTS.md "Roles": authority runs down from the root, never sideways or up.
+        An organization manages its own keys; the root regulator those of every other
+        regulator; any regulator those of organizations that are not regulators. Only the
+        root manages the root's keys."""
+        if org.uscc == self.by:
+            return
+        if org.is_root:
+            raise Rejected(
+                Rejection.ROLE_FORBIDDEN,
+                f"{self.by} may not sign {doing}: only the root regulator {org.uscc} "
+                "manages its own keys",
+            )
+        if org.has_role("regulator"):
+            if not self.signer.is_root:
+                raise Rejected(
+                    Rejection.ROLE_FORBIDDEN,
+                    f"{self.by} may not sign {doing}: {org.uscc} is a regulator, whose keys "
+                    "only the root regulator or the regulator itself manages",
+                )
+            return
+        self.signer.check_role("regulator", doing=doing)
+
     def check_refs(self, refs: list[int], field: str = "refs") -> None:
         for i, ref in enumerate(refs):
             if ref >= self.index:
@@ -73,6 +105,14 @@ class Context:
 def org_registered(ctx: Context) -> None:
     ctx.regulator_only()
     b = ctx.body
+    if "regulator" in b["roles"] and not ctx.signer.is_root:
+        raise Rejected(
+            Rejection.ROLE_FORBIDDEN,
+            f"{ctx.by} may not register {b['uscc']} as a regulator: only the root "
+            "regulator registers regulators",
+        )
+    if ctx.replacing is not None:
+        return
     if ctx.uow.get(Organization, Organization.create_id(b["uscc"])) is not None:
         raise Rejected(Rejection.DUPLICATE_ORG, f"organization {b['uscc']} is already registered")
     ctx.uow.add(Organization.register(b["uscc"], b["name"], b["roles"], b["region"], entry=ctx.index))
@@ -80,11 +120,12 @@ def org_registered(ctx: Context) -> None:
 
 def key_registered(ctx: Context) -> None:
     b = ctx.body
-    ctx.org(b["org"], "org")
     # An organization adds its own keys with a key it already has; anyone else
-    # registering keys for it must be a regulator (a lab may not, say).
-    if b["org"] != ctx.by:
-        ctx.signer.check_role("regulator", doing=f"key.registered for {b['org']}")
+    # registering keys for it must have authority over it (a lab may not, say).
+    ctx.check_authority_over(ctx.org(b["org"], "org"), f"key.registered for {b['org']}")
+    check_prime_order(b["public_key"], "public_key")
+    if ctx.replacing is not None:
+        return
     new_id = key_id(b["public_key"])
     if ctx.uow.get(Key, Key.create_id(new_id)) is not None:
         raise Rejected(Rejection.DUPLICATE_KEY, f"key {new_id} is already registered")
@@ -97,18 +138,20 @@ def key_registered(ctx: Context) -> None:
 
 def key_revoked(ctx: Context) -> None:
     b = ctx.body
-    ctx.org(b["org"], "org")
-    if b["org"] != ctx.by:
-        ctx.signer.check_role("regulator", doing=f"key.revoked for {b['org']}")
+    ctx.check_authority_over(ctx.org(b["org"], "org"), f"key.revoked for {b['org']}")
     key = ctx.uow.get(Key, Key.create_id(b["keyid"]))
     if key is None or key.org != b["org"]:
         raise Rejected(Rejection.UNKNOWN_KEY, f"keyid: {b['keyid']} is not a key of {b['org']}")
+    if ctx.replacing is not None:
+        return
     key.revoke(b["revoked_at"], entry=ctx.index)
 
 
 def batch_produced(ctx: Context) -> None:
     ctx.signer.check_role("producer", doing="batch.produced")
     b = ctx.body
+    if ctx.replacing is not None:
+        return
     if ctx.uow.get(Batch, Batch.create_id(b["gtin"], b["lot"])) is not None:
         raise Rejected(
             Rejection.DUPLICATE_BATCH, f"batch {b['gtin']}/{b['lot']} was recorded before"
@@ -130,6 +173,8 @@ def batch_shipped(ctx: Context) -> None:
     ctx.org(b["to"], "to")
     if b["to"] == ctx.by:
         raise Rejected(Rejection.BAD_FIELDS, "to: an organization does not ship to itself")
+    if ctx.replacing is not None:
+        return
     if ctx.uow.get(Shipment, Shipment.create_id(b["shipment"])) is not None:
         raise Rejected(
             Rejection.DUPLICATE_SHIPMENT, f"shipment {b['shipment']} was recorded before"
@@ -147,6 +192,8 @@ def batch_received(ctx: Context) -> None:
     shipment = ctx.uow.get(Shipment, Shipment.create_id(b["shipment"]))
     if shipment is None:
         raise Rejected(Rejection.UNKNOWN_SHIPMENT, f"shipment {b['shipment']} was never shipped")
+    if ctx.replacing is not None:
+        return
     shipment.receive(ctx.by, b["quantity"], entry=ctx.index)
     batch = ctx.batch(shipment.gtin, shipment.lot, "shipment")
     batch.receive(ctx.by, b["quantity"], b["shipment"], entry=ctx.index)
@@ -189,13 +236,17 @@ def credit_adjusted(ctx: Context) -> None:
 def blacklist_added(ctx: Context) -> None:
     ctx.regulator_only()
     ctx.check_refs(ctx.body["refs"])
-    ctx.org(ctx.body["org"], "org").blacklist(entry=ctx.index)
+    org = ctx.org(ctx.body["org"], "org")
+    if ctx.replacing is None:
+        org.blacklist(entry=ctx.index)
 
 
 def blacklist_removed(ctx: Context) -> None:
     ctx.regulator_only()
     ctx.check_refs(ctx.body["refs"])
-    ctx.org(ctx.body["org"], "org").delist(entry=ctx.index)
+    org = ctx.org(ctx.body["org"], "org")
+    if ctx.replacing is None:
+        org.delist(entry=ctx.index)
 
 
 def award_granted(ctx: Context) -> None:
@@ -207,10 +258,12 @@ def case_opened(ctx: Context) -> None:
     # Any registered organization may complain; persons complain through a regulator.
     b = ctx.body
     ctx.org(b["respondent"], "respondent")
-    if ctx.uow.get(Case, Case.create_id(b["case"])) is not None:
-        raise Rejected(Rejection.DUPLICATE_CASE, f"case {b['case']} was opened before")
     for i, ref in enumerate(b["batches"]):
         ctx.batch(ref["gtin"], ref["lot"], f"batches[{i}]")
+    if ctx.replacing is not None:
+        return
+    if ctx.uow.get(Case, Case.create_id(b["case"])) is not None:
+        raise Rejected(Rejection.DUPLICATE_CASE, f"case {b['case']} was opened before")
     ctx.uow.add(Case.open(b["case"], ctx.by, b["respondent"], entry=ctx.index))
 
 
@@ -228,25 +281,60 @@ def case_evidence(ctx: Context) -> None:
 def case_resolved(ctx: Context) -> None:
     ctx.regulator_only()
     ctx.check_refs(ctx.body["refs"])
-    ctx.case(ctx.body["case"]).resolve(ctx.body["finding"], entry=ctx.index)
+    case = ctx.case(ctx.body["case"])
+    if ctx.replacing is None:
+        case.resolve(ctx.body["finding"], entry=ctx.index)
 
 
-# Fields a correction may not change, because the write side acted on them: quantities
-# moved, keys trusted, organizations listed. Such a mistake is undone by a new
-# statement of its own (a shipment back, a key revocation, a delisting).
-FIXED_FIELDS: dict[str, tuple[str, ...]] = {
-    "org.registered": ("uscc", "roles"),
-    "key.registered": ("org", "public_key", "valid_from"),
-    "key.revoked": ("org", "keyid", "revoked_at"),
-    "batch.produced": ("gtin", "lot", "quantity", "inputs"),
-    "batch.shipped": ("gtin", "lot", "quantity", "to", "shipment"),
-    "batch.received": ("shipment", "quantity"),
+# EVENTS.md "Corrections": the subject of each type, what a statement is about. A
+# correction may not move a statement onto another batch, organization, key or case.
+SUBJECT_FIELDS: dict[str, tuple[str, ...]] = {
+    "org.registered": ("uscc",),
+    "key.registered": ("org", "public_key"),
+    "key.revoked": ("org", "keyid"),
+    "batch.produced": ("gtin", "lot"),
+    "batch.shipped": ("gtin", "lot", "shipment", "to"),
+    "batch.received": ("shipment",),
+    "check.recorded": ("gtin", "lot", "subject", "kind"),
+    "recall.issued": ("gtin",),
+    "credit.adjusted": ("org",),
     "blacklist.added": ("org",),
     "blacklist.removed": ("org",),
-    "case.opened": ("case", "respondent"),
+    "award.granted": ("org",),
+    "case.opened": ("case",),
+    "case.evidence": ("case",),
     "case.resolved": ("case",),
     "correction": ("corrects",),
 }
+
+# Beyond the subject, what the write side acted on: quantities moved, roles and keys
+# trusted, a key's validity, a case's parties. A replacement cannot change these, since
+# the aggregates already hold their effects, and a statement with effects cannot be
+# withdrawn: such a mistake is undone by a statement of its own (a shipment back, a key
+# revocation, a delisting). This is stricter than EVENTS.md's table, which names only the
+# subject; a plain statement could not undo these effects either.
+ACTED_ON: dict[str, tuple[str, ...]] = {
+    "org.registered": ("roles",),
+    "key.registered": ("valid_from",),
+    "key.revoked": ("revoked_at",),
+    "batch.produced": ("quantity", "inputs"),
+    "batch.shipped": ("quantity",),
+    "batch.received": ("quantity",),
+    "blacklist.added": (),
+    "blacklist.removed": (),
+    "case.opened": ("respondent",),
+    "case.resolved": (),
+}
+
+FIXED_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: subject + ACTED_ON.get(kind, ()) for kind, subject in SUBJECT_FIELDS.items()
+}
+
+
+def may_withdraw(kind: str) -> bool:
+    """Whether a statement of this type may be withdrawn (a correction with a null
+    replacement): only where the write side acted on nothing."""
+    return kind not in ACTED_ON
 
 
 def correction(ctx: Context) -> None:
@@ -258,16 +346,19 @@ def correction(ctx: Context) -> None:
             Rejection.ROLE_FORBIDDEN,
             f"entry {b['corrects']} was signed by {old.by}; only it or a regulator corrects it",
         )
-    _check_replacement(ctx, old, ctx.statement.replacement, "replacement")
+    _check_replacement(ctx, b["corrects"], old, ctx.statement.replacement, "replacement")
 
 
-def _check_replacement(ctx: Context, old: Statement, new: Statement | None, where: str) -> None:
-    """A replacement keeps what the write side acted on. Correcting a correction is
-    checked all the way down: its own replacement is held to the statement the
-    corrected correction corrects, so no depth of nesting escapes the rule."""
-    fixed = FIXED_FIELDS.get(old.type, ())
+def _check_replacement(
+    ctx: Context, corrected: int, old: Statement, new: Statement | None, where: str
+) -> None:
+    """A replacement keeps the corrected statement's type, id, by and fixed fields, and
+    passes its type's rule as if it had been issued instead of the original, by the same
+    signer, against the ledger as it stands now. Correcting a correction is checked all
+    the way down: its own replacement is held to the statement the corrected correction
+    corrects, so no depth of nesting escapes the rule."""
     if new is None:
-        if fixed:
+        if not may_withdraw(old.type):
             raise Rejected(
                 Rejection.BAD_CORRECTION,
                 f"{where}: a {old.type} statement cannot be withdrawn; record a new "
@@ -280,15 +371,24 @@ def _check_replacement(ctx: Context, old: Statement, new: Statement | None, wher
             f"{where} must keep the corrected statement's type, id and by "
             f"({old.type}, {old.id}, {old.by})",
         )
-    for name in fixed:
+    for name in FIXED_FIELDS[old.type]:
         if new.body.get(name) != old.body.get(name):
             raise Rejected(
                 Rejection.BAD_CORRECTION,
                 f"{where}.{name}: a correction may not change {name} of a {old.type}",
             )
     if old.type == "correction":
-        target = ctx.read_statement(old.body["corrects"])
-        _check_replacement(ctx, target, new.replacement, f"{where}.replacement")
+        target = old.body["corrects"]
+        _check_replacement(ctx, target, ctx.read_statement(target), new.replacement,
+                           f"{where}.replacement")
+        return
+    signer = ctx.signer if new.by == ctx.by else ctx.org(new.by, f"{where}.by")
+    as_if = Context(ctx.uow, new, signer, ctx.index, ctx.now, ctx.read_statement,
+                    replacing=corrected)
+    try:
+        RULES[new.type](as_if)
+    except Rejected as e:
+        raise Rejected(e.kind, f"{where}: {e.detail}") from None
 
 
 RULES: dict[str, Callable[[Context], None]] = {

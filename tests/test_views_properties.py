@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from ledger import client
 from ledger.envelope import Envelope
 from ledger.errors import Rejected, Rejection
-from ledger.rules import FIXED_FIELDS
+from ledger.rules import FIXED_FIELDS, may_withdraw
 from ledger.timefmt import parse_time
 from tests.conftest import PG_URL
 from tests.support import ROOT, World, make_gtin, make_uscc
@@ -164,7 +164,7 @@ def valid(old: dict[str, Any], new: dict[str, Any] | None) -> bool:
     """What the ledger asks of a direct correction's replacement (ledger.rules)."""
     fixed = FIXED_FIELDS.get(old["type"], ())
     if new is None:
-        return not fixed
+        return may_withdraw(old["type"])
     return all(new[k] == old[k] for k in ("type", "id", "by", *fixed))
 
 
@@ -324,7 +324,7 @@ class History:
             # A nested replacement that would withdraw what cannot be withdrawn, or swap
             # in another statement (another id) further down, is refused at every depth.
             event("malformed correction of a correction: refused")
-            bad = None if FIXED_FIELDS.get(m.signed[root]["type"]) else {
+            bad = None if not may_withdraw(m.signed[root]["type"]) else {
                 **current, "id": str(uuid.uuid4())}
             self.flush()
             envelope = client.sign(

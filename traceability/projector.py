@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.errors import LedgerError
-from ledger.rules import FIXED_FIELDS
+from ledger.rules import FIXED_FIELDS, may_withdraw
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import format_time
 from traceability.policy import CreditPolicy
@@ -41,7 +41,7 @@ def may_replace(old: Statement, new: Statement | None) -> bool:
     """The ledger's rule for a correction (ledger.rules.correction), as a predicate."""
     fixed = FIXED_FIELDS.get(old.type, ())
     if new is None:
-        return not fixed
+        return may_withdraw(old.type)
     return (new.type, new.id, new.by) == (old.type, old.id, old.by) and all(
         new.body.get(name) == old.body.get(name) for name in fixed
     )

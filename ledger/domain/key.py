@@ -68,6 +68,13 @@ class Key(Aggregate):
             key.revoked_at = self.revoked_at
 
     def revoke(self, revoked_at: datetime, entry: int) -> None:
-        if self.revoked_at is not None:
-            raise Rejected(Rejection.KEY_REVOKED, f"key {self.keyid} is already revoked")
+        """EVENTS.md `key.revoked`: the earliest revocation wins. A key may be revoked
+        again with an earlier `revoked_at`, so a thief who revokes the stolen key far in
+        the future (to keep signing until then) cannot block the real revocation."""
+        if self.revoked_at is not None and revoked_at >= self.revoked_at:
+            raise Rejected(
+                Rejection.KEY_REVOKED,
+                f"key {self.keyid} is already revoked at {self.revoked_at.isoformat()}; "
+                "a further revocation must be earlier than that",
+            )
         self.trigger_event(self.Revoked, revoked_at=revoked_at, entry=entry)

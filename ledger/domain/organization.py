@@ -40,6 +40,11 @@ class Organization(Aggregate):
             region=region, entry=entry,
         )
 
+    @property
+    def is_root(self) -> bool:
+        """The ledger's root regulator: the organization entry 0 registers."""
+        return self.registered_entry == 0
+
     def has_role(self, role: str) -> bool:
         return role in self.roles
 
