@@ -46,7 +46,7 @@ from typing import Any
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, Rejected, VerificationError
-from ledger.keys import encode_public_key
+from ledger.keys import check_prime_order, encode_public_key
 from ledger.log.hasher import leaf_hash
 from ledger.log.verify import (
     Checkpoint,
@@ -453,30 +453,57 @@ def _check_active(where: str, key: _Key, e: _Entry,
 
 def _register(e: _Entry, keys: dict[str, _Key], orgs: dict[str, list[str]],
               revocations: dict[str, list[tuple[int, datetime]]], fail: Any) -> None:
-    """Step 7, and the registry update for a registration entry."""
+    """Step 7, and the registry update for a registration entry. Authority runs down
+    from the root (EVENTS.md "Roles"): only the root registers regulators and manages
+    their keys (each regulator its own too), and only the root its own keys."""
     s, where = e.statement, f"entry {e.index}"
     regulator = "regulator" in orgs.get(s.by, [])
+    root = e.index <= 1 or s.by == _root_of(orgs)
     if s.type == "org.registered":
         if e.index != 0 and not regulator:
             fail(f"{where}: {s.by} registers an organization but is not a registered regulator")
             return
-        orgs.setdefault(s.body["uscc"], list(s.body["roles"]))
-    elif s.type == "key.registered":
-        if s.body["org"] not in orgs:
-            fail(f"{where}: registers a key for {s.body['org']}, "
-                 "which no earlier entry of the bundle registers")
+        if "regulator" in s.body["roles"] and not root:
+            fail(f"{where}: {s.by} registers {s.body['uscc']} as a regulator, which only the "
+                 "root regulator may")
             return
-        if not regulator and s.by != s.body["org"]:
-            fail(f"{where}: {s.by} registers a key for {s.body['org']} but is neither a "
-                 "regulator nor that organization")
+        orgs.setdefault(s.body["uscc"], list(s.body["roles"]))
+    elif s.type in ("key.registered", "key.revoked"):
+        org = s.body["org"]
+        doing = "registers a key for" if s.type == "key.registered" else "revokes a key of"
+        if org not in orgs:
+            fail(f"{where}: {doing} {org}, which no earlier entry of the bundle registers")
+            return
+        problem = _authority(s.by, org, orgs, regulator=regulator, root=root)
+        if problem:
+            fail(f"{where}: {s.by} {doing} {org}, but {problem}")
+            return
+        if s.type == "key.revoked":
+            revocations.setdefault(s.body["keyid"], []).append((e.index, s.body["revoked_at"]))
+            return
+        try:
+            check_prime_order(s.body["public_key"])
+        except Rejected as error:
+            fail(f"{where}: {error.detail}")
             return
         keys.setdefault(_keyid(s), _key_of(e))
-    elif s.type == "key.revoked":
-        if not regulator and s.by != s.body["org"]:
-            fail(f"{where}: {s.by} revokes a key of {s.body['org']} but is neither a "
-                 "regulator nor that organization")
-            return
-        revocations.setdefault(s.body["keyid"], []).append((e.index, s.body["revoked_at"]))
+
+
+def _root_of(orgs: dict[str, list[str]]) -> str | None:
+    # The first organization registered is the root (entry 0); dicts keep that order.
+    return next(iter(orgs), None)
+
+
+def _authority(by: str, org: str, orgs: dict[str, list[str]], *, regulator: bool,
+               root: bool) -> str | None:
+    """Why `by` may not manage the keys of `org`, or None when it may."""
+    if by == org:
+        return None
+    if org == _root_of(orgs):
+        return "only the root regulator manages its own keys"
+    if "regulator" in orgs[org]:
+        return None if root else "only the root regulator manages another regulator's keys"
+    return None if regulator else "it is neither a regulator nor that organization"
 
 
 # ---- what is derived ----------------------------------------------------------------------
