@@ -501,3 +501,16 @@ def test_a_bundle_whose_chain_of_trust_runs_sideways_fails_offline(
         views.close()
     assert any(f"entry {taken.index}:" in f and "root regulator" in f
                for f in verdict.failures), verdict.failures
+
+
+def test_a_log_verifier_key_of_small_order_is_refused() -> None:
+    """A witness pinned to the identity as the log key would accept any checkpoint: the
+    identity signs every note. The key string is refused when it is read."""
+    from ledger.log.checkpoint import verifier_key
+    from ledger.log.verify import VerifierKeyError, parse_verifier_key
+
+    for name, hex_point in SMALL_ORDER.items():
+        with pytest.raises(VerifierKeyError):
+            parse_verifier_key(verifier_key("ledger.quality.example/v1", bytes.fromhex(hex_point)))
+    real = keys.public_bytes(keys.generate_private_key())
+    assert parse_verifier_key(verifier_key("ledger.quality.example/v1", real)).public_key == real

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from ledger.errors import VerificationError
 from ledger.log.hasher import EMPTY_ROOT, HASH_SIZE, node_hash
@@ -359,6 +360,10 @@ def parse_verifier_key(key: str) -> VerifierKey:
         Ed25519PublicKey.from_public_bytes(public_key)  # refuse now what verify_note could not use
     except ValueError as error:
         raise VerifierKeyError(key, f"not an Ed25519 public key: {error}") from None
+    # A small-order key verifies forged signatures (under the identity, R = identity and
+    # S = 0 sign every note): a verifier pinned to one would accept any checkpoint.
+    if not crypto_core_ed25519_is_valid_point(public_key):
+        raise VerifierKeyError(key, "not a canonical point of the Ed25519 prime-order subgroup")
     return VerifierKey(name, key_id, public_key)
 
 
