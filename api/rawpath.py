@@ -60,15 +60,16 @@ class RawPathRouting:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            # In place, as the router writes the matched route into this same scope:
+            # middleware outside this one (metrics) reads it there.
             raw = scope.get("raw_path")
             if raw is None:
                 # ASGI makes raw_path optional: without it, no encoded slash can be told
                 # from a plain one, but a `%` must still read as itself.
                 if "%" in scope["path"]:
-                    scope = {**scope, "path": scope["path"].replace("%", "%25")}
+                    scope["path"] = scope["path"].replace("%", "%25")
             elif b"%" in raw:
-                scope = {**scope, "path": routing_path(raw, scope["path"],
-                                                       scope.get("root_path", ""))}
+                scope["path"] = routing_path(raw, scope["path"], scope.get("root_path", ""))
         await self.app(scope, receive, send)
 
 

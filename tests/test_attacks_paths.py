@@ -150,6 +150,13 @@ def test_a_short_gtin_moves_to_the_canonical_uri_with_the_lot_still_encoded(
     assert moved.headers["location"] == f"/01/{BREAD}/10/{RECALLED_PATH}/21/9?lang=en"
 
 
+def test_metrics_time_an_encoded_lot_under_the_lot_route(client: TestClient) -> None:
+    client.get(f"/01/{BREAD}/10/{RECALLED_PATH}", headers=JSON)
+    series = [line for line in client.get("/metrics").text.splitlines()
+              if line.startswith("qledger_request_seconds_count")]
+    assert series == ['qledger_request_seconds_count{method="GET",route="/01/{gtin}/10/{lot}"} 1']
+
+
 # ---- serials ------------------------------------------------------------------------------
 
 

@@ -100,7 +100,8 @@ def case_links(case_id: str) -> dict[str, str]:
             "svg": f"{base}/trace.svg", "bundle": f"{base}/bundle"}
 
 
-@router.get("/cases/{case_id:segments}", summary="The case page (HTML)", response_class=HTMLResponse,
+@router.get("/cases/{case_id:segments}", summary="The case page (HTML)",
+            response_class=HTMLResponse,
             responses={200: {"content": {"text/html": {"example": "<!doctype html>…"}}},
                        **_UNKNOWN})
 def case_page(case_id: str, request: Request, views: ViewsDep, lang: Lang = "zh") -> Response:

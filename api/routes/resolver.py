@@ -197,7 +197,8 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
                       lambda: render_scan(data, lang=_lang(request)))
 
 
-@router.get("/01/{gtin:segment}/10/{lot:segment}", summary="GS1 Digital Link: the scan view of a batch",
+@router.get("/01/{gtin:segment}/10/{lot:segment}",
+            summary="GS1 Digital Link: the scan view of a batch",
             responses=_responses(SCAN_EXAMPLE), openapi_extra=_parameters("gtin", "lot"))
 def resolve_batch(request: Request) -> Response:
     """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
