@@ -2,8 +2,9 @@
 spreadsheet (CSV, XLSX) and its batches as a picture (SVG). The evidence bundle
 (`/v1/cases/{id}/bundle`) is served elsewhere; the page links to it.
 
-Case ids may hold '/' (PROTOCOL tokens allow it), so the id is a path parameter that
-runs up to the file name. An unknown case is a 404: an HTML page for a browser, the
+Case ids may hold '/' (PROTOCOL tokens allow it): links send it as `%2F`, and the id is
+still a path parameter that runs up to the file name, so older links with a bare '/'
+keep working. An unknown case is a 404: an HTML page for a browser, the
 RFC 9457 problem for anything else.
 """
 
@@ -37,6 +38,8 @@ _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
     autoescape=select_autoescape(["html"]),
 )
+# A value as one path segment: Jinja's `urlencode` keeps `/`, which would split a lot.
+_ENV.filters["segment"] = lambda value: quote(str(value), safe="")
 
 _TEXT = {
     "zh": {
@@ -91,12 +94,14 @@ def _download(body: bytes | str, media_type: str, case_id: str, name: str) -> Re
 
 
 def case_links(case_id: str) -> dict[str, str]:
-    base = f"/v1/cases/{quote(case_id, safe='/:')}"
+    # One path segment, its `/` encoded (api/rawpath.py): `/v1/cases/A%2FB/bundle`.
+    base = f"/v1/cases/{quote(case_id, safe='')}"
     return {"csv": f"{base}/entries.csv", "xlsx": f"{base}/entries.xlsx",
             "svg": f"{base}/trace.svg", "bundle": f"{base}/bundle"}
 
 
-@router.get("/cases/{case_id:path}", summary="The case page (HTML)", response_class=HTMLResponse,
+@router.get("/cases/{case_id:segments}", summary="The case page (HTML)",
+            response_class=HTMLResponse,
             responses={200: {"content": {"text/html": {"example": "<!doctype html>…"}}},
                        **_UNKNOWN})
 def case_page(case_id: str, request: Request, views: ViewsDep, lang: Lang = "zh") -> Response:
@@ -126,7 +131,7 @@ def _names(views: Views, usccs: list[str]) -> list[dict[str, Any]]:
         return tx.rows("SELECT uscc, name FROM v_organizations WHERE uscc IN (?, ?)", usccs)
 
 
-@router.get("/v1/cases/{case_id:path}/entries.csv", summary="The case's entries as CSV",
+@router.get("/v1/cases/{case_id:segments}/entries.csv", summary="The case's entries as CSV",
             response_class=Response,
             responses={200: {"content": {"text/csv": {"example": "index,recorded_at,…"}}},
                        **_UNKNOWN})
@@ -137,7 +142,7 @@ def case_csv(case_id: str, views: ViewsDep, lang: Lang = "zh") -> Response:
                      exports.CSV_MEDIA_TYPE, case_id, "entries.csv")
 
 
-@router.get("/v1/cases/{case_id:path}/entries.xlsx", summary="The case's entries as XLSX",
+@router.get("/v1/cases/{case_id:segments}/entries.xlsx", summary="The case's entries as XLSX",
             response_class=Response,
             responses={200: {"content": {exports.XLSX_MEDIA_TYPE: {"example": "(XLSX bytes)"}}},
                        **_UNKNOWN})
@@ -147,7 +152,7 @@ def case_xlsx(case_id: str, views: ViewsDep, lang: Lang = "zh") -> Response:
                      exports.XLSX_MEDIA_TYPE, case_id, "entries.xlsx")
 
 
-@router.get("/v1/cases/{case_id:path}/trace.svg", summary="The case's batches as a picture",
+@router.get("/v1/cases/{case_id:segments}/trace.svg", summary="The case's batches as a picture",
             response_class=Response,
             responses={200: {"content": {picture.SVG_MEDIA_TYPE: {"example": "<svg …>"}}},
                        **_UNKNOWN})

@@ -50,7 +50,7 @@ _NOT_FOUND = problems.responses(
     problems.example("not-found", 404, "case FJ-12315-2026-0999 was never opened"))
 
 
-@router.get("/{case_id}", summary="A dispute case: its parties, statements and batches",
+@router.get("/{case_id:segment}", summary="A dispute case: its parties, statements and batches",
             responses={200: {"content": {"application/json": {"example": CASE_EXAMPLE}}},
                        **_NOT_FOUND})
 def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/{case_id}/bundle",
+    "/{case_id:segment}/bundle",
     summary="The evidence bundle of a dispute case (DISPUTES.md)",
     response_class=Response,
     responses={200: {"content": {"application/json": {"example": BUNDLE_EXAMPLE}},
