@@ -495,9 +495,9 @@ def _register(e: _Entry, keys: dict[str, _Key], orgs: dict[str, list[str]],
 def _check_manifest(bundle: dict[str, Any], pinned: str | None, checkpoint: Checkpoint | None,
                     items: list[Any], entries: Sequence[_Entry], fail: Any) -> None:
     """Step 11. A missing manifest is already a missing field (step 2)."""
-    note = bundle.get("manifest")
     if "manifest" not in bundle:
         return
+    note = bundle["manifest"]
     if not isinstance(note, str):
         fail("manifest must be a string")
         return
@@ -511,9 +511,6 @@ def _check_manifest(bundle: dict[str, Any], pinned: str | None, checkpoint: Chec
         return
     if "case" in bundle:  # else step 2 said so
         _check_subject(manifest, bundle["case"], entries, fail)
-    if checkpoint is None:
-        fail("manifest: not compared with the checkpoint, which did not verify")
-        return
     # Every listed index counts, well-formed entry or not: the hashed set is the list's.
     indexes = [i["index"] for i in items if isinstance(i, dict) and type(i.get("index")) is int
                and 0 <= i["index"] <= MAX_TREE_SIZE]
@@ -525,7 +522,7 @@ def _check_subject(manifest: Manifest, case: Any, entries: Sequence[_Entry], fai
     """A case bundle's manifest names its `case`; a batch bundle's (case null) a batch the
     bundle records the production of. Other kinds (an org's credit report) are not bundles
     of this form."""
-    said = f"{manifest.kind} {' '.join(manifest.subject)}"
+    said = manifest.subject_line
     if isinstance(case, str):
         if (manifest.kind, manifest.subject) != ("case", (case,)):
             fail(f"manifest: it is about {said}, the bundle about case {case!r}")

@@ -228,25 +228,17 @@ def index_differences(
 
 
 def manifest_failures(
-    manifest: Manifest, checkpoint: Checkpoint, indexes: Iterable[int]
+    manifest: Manifest, checkpoint: Checkpoint | None, indexes: Iterable[int]
 ) -> list[str]:
     """One line for each way `manifest` disagrees with a bundle whose proofs are against
-    `checkpoint` (verified) and which holds the entries at `indexes`: another log, another
-    tree head, other entries than those it hashes. Empty when it agrees.
+    `checkpoint` (verified; None when it did not verify, and then only the entries are
+    compared) and which holds the entries at `indexes`: another log, another tree head,
+    other entries than those it hashes. Empty when it agrees.
 
     The subject is the caller's to compare: which member of a bundle names it depends on
     the bundle. Precondition (ValueError): every index is in [0, 2^64).
     """
-    out: list[str] = []
-    if manifest.origin != checkpoint.origin:
-        out.append(f"manifest: it is of log {manifest.origin!r}, "
-                   f"the checkpoint of {checkpoint.origin!r}")
-    if manifest.size != checkpoint.size:
-        out.append(f"manifest: it is at tree size {manifest.size}, "
-                   f"the checkpoint at {checkpoint.size}")
-    elif manifest.root_hash != checkpoint.root_hash:
-        out.append(f"manifest: its root hash at tree size {manifest.size} is "
-                   f"{manifest.root_hash.hex()}, the checkpoint's {checkpoint.root_hash.hex()}")
+    out = _head_failures(manifest, checkpoint) if checkpoint is not None else []
     ordered = sorted(set(indexes))
     if indexes_hash(ordered) != manifest.indexes_hash:
         found = index_differences(manifest.indexes_hash, ordered, manifest.size)
@@ -258,4 +250,18 @@ def manifest_failures(
             out += [f"manifest: it lists entry {i}, which the bundle lacks" for i in missing]
             out += [f"manifest: the bundle holds entry {i}, which it does not list"
                     for i in extra]
+    return out
+
+
+def _head_failures(manifest: Manifest, checkpoint: Checkpoint) -> list[str]:
+    out: list[str] = []
+    if manifest.origin != checkpoint.origin:
+        out.append(f"manifest: it is of log {manifest.origin!r}, "
+                   f"the checkpoint of {checkpoint.origin!r}")
+    if manifest.size != checkpoint.size:
+        out.append(f"manifest: it is at tree size {manifest.size}, "
+                   f"the checkpoint at {checkpoint.size}")
+    elif manifest.root_hash != checkpoint.root_hash:
+        out.append(f"manifest: its root hash at tree size {manifest.size} is "
+                   f"{manifest.root_hash.hex()}, the checkpoint's {checkpoint.root_hash.hex()}")
     return out
