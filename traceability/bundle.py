@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ledger.application import format_recorded_at
 from ledger.canonical import canonical_bytes
 from ledger.errors import StorageError
@@ -83,12 +85,13 @@ def _hashes(proof: list[bytes]) -> bytes:
 
 
 def case_bundle(views: Views, case_id: str) -> Bundle:
-    """The bundle of case `case_id`. Raises NotFound for a case never opened."""
+    """The bundle of case `case_id`. Raises NotFound for a case never opened, StorageError
+    without the log signing key (the manifest is signed per bundle)."""
     return _bundle(views, case_id, ("case", (case_id,)), case_selection(views, case_id))
 
 
 def batch_bundle(views: Views, gtin: str, lot: str) -> Bundle:
-    """The bundle of one batch (`case` null). Raises InvalidRequest, NotFound."""
+    """The bundle of one batch (`case` null). Raises InvalidRequest, NotFound, StorageError."""
     selection = batch_selection(views, gtin, lot)
     return _bundle(views, None, ("batch", batch_key(gtin, lot)), selection)
 
@@ -100,6 +103,7 @@ def serialize(bundle: Bundle) -> bytes:
 def _bundle(views: Views, case: str | None, subject: tuple[str, tuple[str, ...]],
             selection: Selection) -> Bundle:
     ledger = views.ledger
+    signing_key = ledger.log_key()  # asked first: without it there is no manifest, no bundle
     log_key = ledger.config.log_key
     checkpoint = ledger.checkpoint()
     head = verify_checkpoint(checkpoint, log_key)
@@ -120,16 +124,16 @@ def _bundle(views: Views, case: str | None, subject: tuple[str, tuple[str, ...]]
         entries=[(i, selection.entries[i].text, proofs[i]) for i in selection.indexes],
         signers=signers,
         timeline=timeline(statements),
-        manifest=_manifest(views, head, subject, selection.indexes),
+        manifest=_manifest(signing_key, head, subject, selection.indexes),
     )
 
 
-def _manifest(views: Views, head: Checkpoint, subject: tuple[str, tuple[str, ...]],
-              indexes: list[int]) -> str:
+def _manifest(signing_key: Ed25519PrivateKey, head: Checkpoint,
+              subject: tuple[str, tuple[str, ...]], indexes: list[int]) -> str:
     """The signed manifest of a bundle holding `indexes`, at the bundle's own tree head: the
     one whose checkpoint carries the inclusion proofs, so size and root agree by making."""
     kind, fields = subject
-    return sign_manifest(Manifest.of(head, kind, fields, indexes), views.ledger.log_key())
+    return sign_manifest(Manifest.of(head, kind, fields, indexes), signing_key)
 
 
 def _statement(text: str) -> dict[str, Any]:
