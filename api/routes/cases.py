@@ -40,6 +40,8 @@ BUNDLE_EXAMPLE = {
     ],
     "generated_at": "2026-11-30T10:00:00.000Z",
     "log_key": "demo.qledger.example/v1+1a2b3c4d+AQ…",
+    "manifest": "demo.qledger.example/v1/bundle\ncase FJ-12315-2026-0457\n57\nPm0y…=\n"
+                "k3Jd…=\n\n— demo.qledger.example/v1 Ab3x…\n",
     "signers": {"874b…": {"org": "91350102MA2Y00007M", "public_key": "NZ9J…=",
                           "registered_by_entry": 15}},
     "timeline": [{"at": "2026-11-23T09:00:00Z", "index": 54, "type": "case.opened",
@@ -70,8 +72,9 @@ def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
 def case_bundle(case_id: str, views: ViewsDep) -> Response:
     """Every entry that touches the case, each with its inclusion proof against one signed
     checkpoint, the keys that signed them with the entries registering those keys back to
-    the root regulator, and a timeline. The bytes are served as written: re-encoding the
-    JSON (pretty-printing it) makes the bundle fail verification."""
+    the root regulator, a timeline, and the manifest: the ledger's signed note of which
+    entries it selected, so that none can be cut out unseen. The bytes are served as
+    written: re-encoding the JSON (pretty-printing it) makes the bundle fail verification."""
     data = bundle.case_bundle(views, case_id).to_bytes()
     name = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)[:100]
     disposition = f'attachment; filename="case-{name}.bundle.json"'
