@@ -8,14 +8,23 @@
    written anywhere. Signatures are verified by worker processes on every core, a
    chunk ahead of the rules, which wait for a chunk's results before applying it (an
    entry whose signature fails is not applied, as the writer would not have).
-3. The RFC 9162 tree is recomputed from the entries and compared with the stored tree
-   and with the latest signed checkpoint (signature checked against the log key).
+3. The RFC 9162 tree is recomputed from the entries, chunk by chunk; every stored node
+   (leaves and interior nodes alike: proofs are built from them) is compared with it,
+   and the root with the latest signed checkpoint (signature checked against the log key).
+4. Every entry's row in the statements table (what idempotency answers a resubmission
+   with) is compared with the entry, and the table is counted: no row may be left over.
+5. The aggregates the replay ends with are compared, field by field, with what the
+   writer would load from the database: each aggregate's stored events, projected.
+
+Only the log is read here. The read-side views are checked against a rebuild of them
+by traceability.viewcheck; `qledger audit` runs both.
 
 Problems are collected, each naming the entry index where there is one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from base64 import b64decode
@@ -24,6 +33,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import project_aggregate
+from eventsourcing.domain import Aggregate
 
 from ledger.application import (
     MAX_FUTURE,
@@ -37,7 +50,10 @@ from ledger.application import (
     statement_key,
 )
 from ledger.canonical import canonical_bytes
+from ledger.domain.base import recording
+from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
+from ledger.domain.log import UNVERIFIED
 from ledger.envelope import Envelope
 from ledger.errors import IdConflict, LedgerError, Rejected, Rejection, VerificationError
 from ledger.keys import key_id
@@ -47,10 +63,16 @@ from ledger.log.verify import verify_checkpoint
 from ledger.parallel import ParallelVerifier, Pending
 from ledger.rules import RULES, Context, may_refuse_after_a_change
 from ledger.statements import Statement, parse_statement
+from ledger.store import StatementRow
 from ledger.timefmt import parse_time
 from ledger.unit_of_work import InMemoryState
 
 CHUNK = 1000
+# Past this many, problems of one kind (stored tree nodes, aggregates) are counted, not
+# listed: a rewritten table would otherwise print millions of lines.
+MAX_LISTED = 100
+AGGREGATE_PAGE = 10_000
+_PREFIX = len('{"envelope":')
 
 
 @dataclass(frozen=True)
@@ -117,7 +139,7 @@ def audit(
         run = _Run(source, config, frontier, report, checkpoint_size, verifier)
         ahead = _read_ahead(reader, source, 0, min(CHUNK, size))
         for start in range(0, size, CHUNK):
-            events, run.stored_leaves = ahead.result()
+            events, run.stored = ahead.result()
             if start + CHUNK < size:
                 ahead = _read_ahead(reader, source, start + CHUNK, min(start + 2 * CHUNK, size))
             for event in events:
@@ -131,6 +153,12 @@ def audit(
             reader.shutdown(cancel_futures=True)
         verifier.close()
     roots = run.roots
+    run.check_leftovers()
+    if run.replaying:
+        _compare_aggregates(source, run.state, report)
+    else:
+        report.problems.append(Problem(None, "the aggregates were not compared with the "
+                                       "database: the log could not be replayed"))
     report.problems.sort(key=lambda p: -1 if p.index is None else p.index)
     if checkpoint_size is not None and checkpoint_root is not None:
         if checkpoint_size > size:
@@ -151,33 +179,38 @@ def audit(
 
 
 @dataclass(frozen=True)
-class _StoredLeaves:
-    """The stored tree's leaf hashes for indexes start ≤ i < stop (absent ones missing),
-    or None where the tree could not be read."""
+class _Stored:
+    """What the database holds beside the entries of indexes start ≤ i < stop: the tree
+    nodes those entries complete, and the statements table's rows of their statement ids."""
 
     start: int
     stop: int
-    hashes: Mapping[tuple[int, int], bytes] | None
+    nodes: Mapping[tuple[int, int], bytes]
+    rows: Mapping[bytes, StatementRow]
 
 
-def _read_chunk(source: Ledger, start: int, stop: int) -> tuple[list[Any], _StoredLeaves]:
+def _read_chunk(source: Ledger, start: int, stop: int) -> tuple[list[Any], _Stored]:
     """The stored entries start < version ≤ stop, that is indexes start ≤ i < stop (rows
-    deleted behind the ledger's back leave gaps), and the stored leaves for the same
-    indexes."""
+    deleted behind the ledger's back leave gaps), and what is stored beside them, read
+    from the tables themselves (no cache)."""
     events = source._appended(start, stop)
-    try:
-        hashes = source.recorder.get_nodes([(0, i) for i in range(start, stop)])  # type: ignore[attr-defined]
-    except LedgerError:
-        hashes = None
-    return events, _StoredLeaves(start, stop, hashes)
+    recorder: Any = source.recorder
+    nodes = recorder.nodes_completed_in(start, stop)
+    keys = []
+    for e in events:
+        try:
+            keys.append(statement_key(e.statement_id))
+        except (ValueError, AttributeError):  # an audit's stand-in, or an edited event
+            pass
+    return events, _Stored(start, stop, nodes, recorder.find_statements(keys))
 
 
 def _read_ahead(reader: ThreadPoolExecutor | None, source: Ledger, start: int,
-                stop: int) -> Future[tuple[list[Any], _StoredLeaves]]:
+                stop: int) -> Future[tuple[list[Any], _Stored]]:
     """_read_chunk in the reading thread, or now, when there is none."""
     if reader is not None:
         return reader.submit(_read_chunk, source, start, stop)
-    done: Future[tuple[list[Any], _StoredLeaves]] = Future()
+    done: Future[tuple[list[Any], _Stored]] = Future()
     done.set_result(_read_chunk(source, start, stop))
     return done
 
@@ -215,7 +248,12 @@ class _Run:
         self.recorded: dict[bytes, int] = {}  # statement id -> index of its entry
         self.statements: dict[int, Statement] = {}  # of the chunks in hand
         self.waiting: _Chunk | None = None
-        self.stored_leaves: _StoredLeaves | None = None  # read ahead with the chunk
+        self.stored: _Stored | None = None  # read ahead with the chunk
+        # The statement id each entry's row is keyed by, 16 bytes an entry (zeros: none
+        # expected), to tell left-over rows of the statements table from the entries'.
+        self.keys = bytearray()
+        self.rows_in_place = 0  # rows found at their entry's index
+        self.tree_problems = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -234,6 +272,7 @@ class _Run:
             for missing in range(self.expected, index):
                 self.problem(missing, "missing from the log (deleted)")
                 self._add_leaf(leaf_hash(b""))
+                self.keys += bytes(16)
                 if missing < 2:
                     self.replaying = False  # no genesis, nothing to replay against
             self.expected = index
@@ -256,9 +295,70 @@ class _Run:
                                               statement_key(statement.id))
             except Rejected as r:
                 self._refused(index, r)
+        self._check_row(e, entry, leaf)
         self.entries.append(entry)
         self.leaves.append(leaf)
         self.expected += 1
+
+    def _check_row(self, e: Any, entry: _Entry, leaf: bytes) -> None:
+        """The entry's row in the statements table: keyed by its statement id, it holds
+        the entry's index, the digest of its envelope, its recording time and its leaf
+        hash; a resubmission of the statement is answered with these."""
+        index = entry.index
+        if entry.submission is None:
+            if e.statement_id != f"{UNVERIFIED}{index}":  # what readers take it to be
+                self.problem(index, f"its log event names statement {e.statement_id!r}, "
+                             "but its envelope holds no readable statement")
+            self.keys += bytes(16)  # no row: neither an audit's stand-in nor a bad entry
+            return
+        statement_id = entry.submission.statement.id
+        if e.statement_id != statement_id:
+            self.problem(index, f"its log event names statement {e.statement_id}, "
+                         f"but its envelope holds statement {statement_id}")
+        key = entry.submission.key
+        self.keys += key
+        assert self.stored is not None
+        row = self.stored.rows.get(key)
+        if row is None:
+            self.problem(index, f"statement {statement_id} has no row in the statements "
+                         "table (a resubmission would be recorded again)")
+            return
+        _, at, digest, recorded_at, row_leaf = row
+        envelope = entry.text[_PREFIX:entry.text.rfind(',"recorded_at":')].encode()
+        wrong = [what for what, bad in (
+            (f"index {at}", at != index),
+            ("another envelope digest", digest != hashlib.sha256(envelope).digest()),
+            (f"recorded_at {recorded_at!r}", recorded_at != entry.stamp[1]),
+            (f"leaf hash {row_leaf.hex()}", row_leaf != leaf),
+        ) if bad]
+        if wrong:
+            self.problem(index, f"the statements table's row of statement {statement_id} "
+                         f"holds {', '.join(wrong)}: a resubmission would get a wrong receipt")
+        if at == index:
+            self.rows_in_place += 1
+
+    def check_leftovers(self) -> None:
+        """Stored tree nodes past the log's end, and rows of the statements table that
+        belong to no entry (found by counting: a scan only when the count is off)."""
+        recorder: Any = self.source.recorder
+        size = self.expected
+        for level, idx in recorder.nodes_beyond(size, MAX_LISTED):
+            self.problem(None, f"the stored tree holds node (level {level}, index {idx}), "
+                         f"which no entry of the {size} completes")
+        if recorder.count_statements() == self.rows_in_place:
+            return
+        after, listed = b"", 0
+        while rows := recorder.statement_rows_after(after, 10_000):
+            for key, at, *_ in rows:
+                if not (0 <= at < size and self.keys[16 * at: 16 * at + 16] == key):
+                    listed += 1
+                    if listed <= MAX_LISTED:
+                        self.problem(None, f"the statements table holds a row for statement "
+                                     f"{UUID(bytes=key)} at index {at}, which is not that "
+                                     "entry's statement (left over or added)")
+            after = rows[-1][0]
+        if listed > MAX_LISTED:
+            self.problem(None, f"… and {listed - MAX_LISTED} more such rows of the statements table")
 
     def _refused(self, index: int, e: Rejected) -> None:
         self.problem(index, f"fails on replay: [{e.kind.value}] {e.detail}")
@@ -266,8 +366,6 @@ class _Run:
     def flush(self) -> None:
         if not self.leaves:
             return
-        assert self.stored_leaves is not None  # read with the chunk, before any take
-        _compare_stored_leaves(self.start, self.leaves, self.report, self.stored_leaves)
         for leaf in self.leaves:
             self._add_leaf(leaf)
         if self.replaying:
@@ -282,9 +380,30 @@ class _Run:
         self._apply_waiting()
 
     def _add_leaf(self, leaf: bytes) -> None:
-        self.frontier.append(leaf)
+        assert self.stored is not None  # read with the chunk, before any take
+        stored = self.stored.nodes
+        for level, idx, value in self.frontier.append(leaf):
+            found = stored.get((level, idx))
+            if found != value:
+                self._tree_problem(level, idx, found is None)
         if self.frontier.size == self.checkpoint_size:
             self.roots[self.frontier.size] = self.frontier.root()
+
+    def _tree_problem(self, level: int, idx: int, missing: bool) -> None:
+        """A stored node that is not the one recomputed from the entries: proofs built
+        from it fail against the checkpoints."""
+        if level == 0:
+            self.problem(idx, "its leaf is missing from the stored tree" if missing
+                         else "the stored tree holds another leaf hash for it")
+            return
+        self.tree_problems += 1
+        if self.tree_problems <= MAX_LISTED:
+            first, stop = idx << level, (idx + 1) << level
+            self.problem(None, f"the stored tree's node (level {level}, index {idx}) over entries "
+                         f"{first}-{stop - 1} is " + ("missing" if missing else
+                         "not the hash recomputed from those entries"))
+        elif self.tree_problems == MAX_LISTED + 1:
+            self.problem(None, "… and more stored tree nodes that are missing or differ")
 
     def _start_verifying(self, entries: list[_Entry]) -> Pending | None:
         """Hand every signature by a key registered anywhere so far to the workers (a
@@ -364,9 +483,11 @@ class _Run:
             except LedgerError as e:
                 raise Rejected(Rejection.UNKNOWN_ENTRY, f"entry {i} cannot be read: {e}") from None
 
-        signer = authenticate(self.state, sub.envelope, s, now, check_signature)
-        self.state.careful = may_refuse_after_a_change(s)
-        RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
+        # The events carry the entry's recording time, as the writer's did.
+        with recording(now):
+            signer = authenticate(self.state, sub.envelope, s, now, check_signature)
+            self.state.careful = may_refuse_after_a_change(s)
+            RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
         self.state.keep()
         self.recorded[key] = index
         self.statements[index] = s
@@ -381,10 +502,11 @@ class _Run:
             check_genesis(pair, self.config.root_org)  # type: ignore[arg-type]
             sub = entry.submission
             assert sub is not None
-            signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
             s = sub.statement
-            RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
-                                  self.source.statement_at))
+            with recording(entry.stamp[0]):
+                signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
+                RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
+                                      self.source.statement_at))
             self.state.keep()
             self.recorded[statement_key(s.id)] = entry.index
         except Rejected as e:
@@ -423,14 +545,77 @@ def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, 
     return envelope, (at, recorded_at), None
 
 
-def _compare_stored_leaves(start: int, leaves: list[bytes], report: AuditReport,
-                           read: _StoredLeaves) -> None:
-    """`leaves` are those of indexes start, start + 1, …, all in the chunk `read` was
-    read with (a flush never reaches past the chunk in hand)."""
-    assert read.start <= start and start + len(leaves) <= read.stop
-    stored = read.hashes or {}
-    for i, leaf in enumerate(leaves):
-        if stored.get((0, start + i)) not in (None, leaf):
-            report.problems.append(Problem(start + i, "the stored tree holds another leaf hash for it"))
-        elif (0, start + i) not in stored:
-            report.problems.append(Problem(start + i, "its leaf is missing from the stored tree"))
+def _compare_aggregates(source: Ledger, state: InMemoryState, report: AuditReport) -> None:
+    """Every aggregate as the writer would load it (its stored events, projected by the
+    library; the ledger keeps no snapshots) against the one the replay ended with, read
+    through in (id, version) order a page at a time. The log's stream is checked entry
+    by entry, and the ledger's config is what the checkpoint is verified with."""
+    replayed = state.aggregates()
+    recorder: Any = source.recorder
+    mapper = source.mapper
+    listed = 0
+
+    def compare(aggregate_id: UUID, stored: list[Any]) -> None:
+        nonlocal listed
+        expected = replayed.pop(aggregate_id, None)
+        try:
+            found = project_aggregate(None, [mapper.to_domain_event(s) for s in stored])
+        except Exception as e:  # whatever an edited event makes the library raise
+            found, problem = None, f"its stored events cannot be loaded: {type(e).__name__}: {e}"
+        else:
+            problem = _difference(found, expected)
+        if problem is not None:
+            listed += 1
+            if listed <= MAX_LISTED:
+                name = _name(expected or found, aggregate_id, stored[0].topic)
+                report.problems.append(Problem(None, f"{name}: {problem}"))
+
+    after: tuple[UUID, int] = (UUID(int=0), 0)
+    current: list[Any] = []
+    while page := recorder.aggregate_events_after(after, (LOG_ID, LEDGER_ID), AGGREGATE_PAGE):
+        for s in page:
+            if current and s.originator_id != current[0].originator_id:
+                compare(current[0].originator_id, current)
+                current = []
+            current.append(s)
+        after = (page[-1].originator_id, page[-1].originator_version)
+    if current:
+        compare(current[0].originator_id, current)
+    for aggregate_id, aggregate in replayed.items():
+        listed += 1
+        if listed <= MAX_LISTED:
+            report.problems.append(Problem(None, f"{_name(aggregate, aggregate_id, '')}: the "
+                                           "replay makes it, but the database holds no events of it"))
+    if listed > MAX_LISTED:
+        report.problems.append(Problem(None, f"… and {listed - MAX_LISTED} more aggregates that differ"))
+
+
+def _name(aggregate: Aggregate | None, aggregate_id: UUID, topic: str) -> str:
+    kind = type(aggregate).__name__ if aggregate is not None else topic.rsplit(":", 1)[-1]
+    own = type(aggregate).__str__ is not object.__str__ if aggregate is not None else False
+    return f"{kind} {aggregate_id}" + (f" ({aggregate})" if own else "")
+
+
+def _difference(found: Aggregate | None, expected: Aggregate | None) -> str | None:
+    """What differs between the aggregate loaded from the database and the replay's,
+    field by field, or None."""
+    if expected is None:
+        return "the database holds events of it, but no entry makes it"
+    if found is None or type(found) is not type(expected):
+        return (f"its stored events make a {type(found).__name__}, the replay a "
+                f"{type(expected).__name__}")
+    stored, replayed = vars(found), vars(expected)
+    fields = [f for f in {**replayed, **stored} if f != "_pending_events"
+              and stored.get(f, _ABSENT) != replayed.get(f, _ABSENT)]
+    if not fields:
+        return None
+    return "; ".join(f"{f.lstrip('_')} is {stored.get(f, _ABSENT)!r} in the database, "
+                     f"{replayed.get(f, _ABSENT)!r} on replay" for f in fields)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
