@@ -321,7 +321,7 @@ class _Run:
         row = self.stored.rows.get(key)
         if row is None:
             self.problem(index, f"statement {statement_id} has no row in the statements "
-                         "table (a resubmission would be recorded again)")
+                         "table (a resubmission would not get its receipt)")
             return
         _, at, digest, recorded_at, row_leaf = row
         envelope = entry.text[_PREFIX:entry.text.rfind(',"recorded_at":')].encode()
