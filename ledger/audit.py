@@ -13,8 +13,11 @@
    and the root with the latest signed checkpoint (signature checked against the log key).
 4. Every entry's row in the statements table (what idempotency answers a resubmission
    with) is compared with the entry, and the table is counted: no row may be left over.
-5. The aggregates the replay ends with are compared, field by field, with what the
-   writer would load from the database: each aggregate's stored events, projected.
+5. Every aggregate's stored events (what the writer loads it from, and what readers
+   such as key histories read) are compared with the events the replay made: a digest
+   of each aggregate's stream, both sides encoded as the writer encodes them. Where one
+   differs, the stored events are projected as the writer would load them and compared
+   field by field with the replay's aggregate, to name the field.
 
 Only the log is read here. The read-side views are checked against a rebuild of them
 by traceability.viewcheck; `qledger audit` runs both.
@@ -37,9 +40,11 @@ from uuid import UUID
 
 from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
 
 from ledger.application import (
     MAX_FUTURE,
+    format_recorded_at,
     Ledger,
     Submission,
     authenticate,
@@ -115,6 +120,7 @@ def audit(
     if trusted_log_key and trusted_log_key != config.log_key:
         report.problems.append(Problem(None, "the log key recorded in the ledger is not the trusted one"))
     size = report.size = source.size()
+
     latest = source.recorder.latest_checkpoint()  # type: ignore[attr-defined]
     frontier = Frontier()
     checkpoint_root: bytes | None = None
@@ -155,7 +161,7 @@ def audit(
     roots = run.roots
     run.check_leftovers()
     if run.replaying:
-        _compare_aggregates(source, run.state, report)
+        _compare_aggregates(source, run.state, report)  # type: ignore[arg-type]
     else:
         report.problems.append(Problem(None, "the aggregates were not compared with the "
                                        "database: the log could not be replayed"))
@@ -223,6 +229,9 @@ class _Entry:
     text: str
     stamp: tuple[datetime, str]
     submission: Submission | None = None
+    # The time the writer gave the entry's events: its log event's, to the microsecond
+    # (recorded_at keeps milliseconds), when the two agree.
+    events_at: datetime | None = None
 
 
 @dataclass
@@ -243,7 +252,7 @@ class _Run:
         self.replaying = True
         self.roots: dict[int, bytes] = {}
         self.expected = 0
-        self.state = InMemoryState()
+        self.state = _Replayed(source.mapper)
         self.public_keys: dict[str, bytes] = {}  # keyid -> raw key, from key.registered
         self.recorded: dict[bytes, int] = {}  # statement id -> index of its entry
         self.statements: dict[int, Statement] = {}  # of the chunks in hand
@@ -286,6 +295,12 @@ class _Run:
         if problem:
             self.problem(index, problem)
         entry = _Entry(index, e.entry, stamp or (e.timestamp, ""))
+        if stamp is not None:
+            if format_recorded_at(e.timestamp) == stamp[1]:
+                entry.events_at = e.timestamp
+            else:
+                self.problem(index, f"its log event is timed {e.timestamp.isoformat()}, "
+                             f"not at its recorded_at {stamp[1]}")
         if isinstance(envelope, Rejected):
             self._refused(index, envelope)
         elif envelope is not None:
@@ -484,7 +499,7 @@ class _Run:
                 raise Rejected(Rejection.UNKNOWN_ENTRY, f"entry {i} cannot be read: {e}") from None
 
         # The events carry the entry's recording time, as the writer's did.
-        with recording(now):
+        with recording(entry.events_at or now):
             signer = authenticate(self.state, sub.envelope, s, now, check_signature)
             self.state.careful = may_refuse_after_a_change(s)
             RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
@@ -503,7 +518,7 @@ class _Run:
             sub = entry.submission
             assert sub is not None
             s = sub.statement
-            with recording(entry.stamp[0]):
+            with recording(entry.events_at or entry.stamp[0]):
                 signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
                 RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
                                       self.source.statement_at))
@@ -545,42 +560,104 @@ def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, 
     return envelope, (at, recorded_at), None
 
 
-def _compare_aggregates(source: Ledger, state: InMemoryState, report: AuditReport) -> None:
-    """Every aggregate as the writer would load it (its stored events, projected by the
-    library; the ledger keeps no snapshots) against the one the replay ended with, read
-    through in (id, version) order a page at a time. The log's stream is checked entry
-    by entry, and the ledger's config is what the checkpoint is verified with."""
+class _Replayed(InMemoryState):
+    """The replay's aggregates, and a digest of the events each was made by: the events
+    of an entry that is kept are encoded as the writer encodes them (LedgerMapper) and
+    chained into their aggregate's digest; those of a refused entry are not."""
+
+    def __init__(self, mapper: Any) -> None:
+        super().__init__()
+        self.digests: dict[UUID, bytes] = {}
+        self._mapper = mapper
+
+    def keep(self) -> None:
+        digests, encode = self.digests, self._mapper.to_stored_event
+        for aggregate in self._touched:
+            if aggregate._pending_events:
+                digest = digests.get(aggregate.id, b"")
+                for event in aggregate._pending_events:
+                    digest = _chain(digest, encode(event))
+                digests[aggregate.id] = digest
+                aggregate._pending_events.clear()
+        super().keep()
+
+    def undo(self) -> None:
+        for aggregate in self._touched:
+            aggregate._pending_events.clear()
+        super().undo()
+
+
+def _page_ahead(reader: ThreadPoolExecutor | None, recorder: Any, after: tuple[Any, int],
+                skip: tuple[UUID, ...]) -> Future[list[Any]]:
+    if reader is not None:
+        return reader.submit(recorder.aggregate_events_after, after, skip, AGGREGATE_PAGE)
+    done: Future[list[Any]] = Future()
+    done.set_result(recorder.aggregate_events_after(after, skip, AGGREGATE_PAGE))
+    return done
+
+
+def _chain(digest: bytes, stored: Any) -> bytes:
+    """The digest of a stream, one stored event further (version, topic and state)."""
+    return hashlib.sha256(b"%b%d\n%b\n%b" % (digest, stored.originator_version,
+                                               stored.topic.encode(), stored.state)).digest()
+
+
+def _compare_aggregates(source: Ledger, state: _Replayed, report: AuditReport) -> None:
+    """Every stored stream but the log's and the config's (the ledger keeps no
+    snapshots), read through in (id, version) order a page at a time, against the
+    replay's digests; a stream that differs is projected by the library, as the writer
+    loads it, and compared with the replay's aggregate to name the fields."""
     replayed = state.aggregates()
+    digests = state.digests
     recorder: Any = source.recorder
     mapper = source.mapper
     listed = 0
 
-    def compare(aggregate_id: UUID, stored: list[Any]) -> None:
+    def compare(rows: list[tuple[Any, int, str, bytes]]) -> None:
         nonlocal listed
+        raw = rows[0][0]
+        aggregate_id = raw if isinstance(raw, UUID) else UUID(raw)
         expected = replayed.pop(aggregate_id, None)
+        digest = b""
+        for _, version, topic, state in rows:
+            digest = hashlib.sha256(b"%b%d\n%b\n%b" % (digest, version, topic.encode(),
+                                                      state)).digest()
+        if expected is not None and digest == digests.get(aggregate_id):
+            return
+        stored = [StoredEvent(aggregate_id, version, topic, bytes(state))
+                  for _, version, topic, state in rows]
         try:
             found = project_aggregate(None, [mapper.to_domain_event(s) for s in stored])
         except Exception as e:  # whatever an edited event makes the library raise
             found, problem = None, f"its stored events cannot be loaded: {type(e).__name__}: {e}"
         else:
-            problem = _difference(found, expected)
-        if problem is not None:
-            listed += 1
-            if listed <= MAX_LISTED:
-                name = _name(expected or found, aggregate_id, stored[0].topic)
-                report.problems.append(Problem(None, f"{name}: {problem}"))
+            problem = _difference(found, expected) or (
+                "its stored events are not those the replay makes, in what the aggregate "
+                "does not keep (an entry number, say): readers of its history see them")
+        listed += 1
+        if listed <= MAX_LISTED:
+            name = _name(expected or found, aggregate_id, rows[0][2])
+            report.problems.append(Problem(None, f"{name}: {problem}"))
 
-    after: tuple[UUID, int] = (UUID(int=0), 0)
-    current: list[Any] = []
-    while page := recorder.aggregate_events_after(after, (LOG_ID, LEDGER_ID), AGGREGATE_PAGE):
-        for s in page:
-            if current and s.originator_id != current[0].originator_id:
-                compare(current[0].originator_id, current)
-                current = []
-            current.append(s)
-        after = (page[-1].originator_id, page[-1].originator_version)
-    if current:
-        compare(current[0].originator_id, current)
+    # On PostgreSQL the next page is read while this one is hashed (as the entries are).
+    reader = ThreadPoolExecutor(1, thread_name_prefix="audit-read") if source.database.is_postgres else None
+    skip = (LOG_ID, LEDGER_ID)
+    try:
+        after: tuple[Any, int] = (UUID(int=0), 0)
+        ahead = _page_ahead(reader, recorder, after, skip)
+        current: list[Any] = []
+        while page := ahead.result():
+            ahead = _page_ahead(reader, recorder, (page[-1][0], page[-1][1]), skip)
+            for row in page:
+                if current and row[0] != current[0][0]:
+                    compare(current)
+                    current = []
+                current.append(row)
+        if current:
+            compare(current)
+    finally:
+        if reader is not None:
+            reader.shutdown(cancel_futures=True)
     for aggregate_id, aggregate in replayed.items():
         listed += 1
         if listed <= MAX_LISTED:

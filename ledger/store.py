@@ -287,18 +287,23 @@ class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
                       (_blob(after), limit))
             return [(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4])) for r in c.fetchall()]
 
-    def aggregate_events_after(self, after: tuple[UUID, int], skip: Sequence[UUID],
-                               limit: int) -> list[StoredEvent]:
+    def aggregate_events_after(self, after: tuple[Any, int], skip: Sequence[UUID],
+                               limit: int) -> list[tuple[Any, int, str, bytes]]:
         """Stored events after (originator id, version) in that order, those of the
-        `skip` streams left out, at most `limit`: every aggregate's events, read through."""
+        `skip` streams left out, at most `limit`: every aggregate's events, read through,
+        as (originator id as stored, version, topic, state); the id as stored (hex text
+        here) is what `after` takes. An id is made a UUID once per stream, by the caller,
+        not once per event."""
         marks = ",".join("?" for _ in skip)
+        first = after[0].hex if isinstance(after[0], UUID) else after[0]
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT * FROM {self.events_table_name} WHERE (originator_id, originator_version)"
+                "SELECT originator_id, originator_version, topic, state FROM "
+                f"{self.events_table_name} WHERE (originator_id, originator_version)"
                 f" > (?, ?) AND originator_id NOT IN ({marks}) "
                 "ORDER BY originator_id, originator_version LIMIT ?",
-                [after[0].hex, after[1], *(u.hex for u in skip), limit])
-            return list(_stored_events(c.fetchall()))
+                [first, after[1], *(u.hex for u in skip), limit])
+            return [tuple(row) for row in c.fetchall()]  # type: ignore[misc]
 
     def drop_nodes_from(self, size: int) -> None:
         """Used by tests that play an attacker."""
@@ -595,10 +600,11 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
             return [(bytes(r["id"]), r["idx"], bytes(r["digest"]), r["recorded_at"],
                      bytes(r["leaf_hash"])) for r in curs.fetchall()]
 
-    def aggregate_events_after(self, after: tuple[UUID, int], skip: Sequence[UUID],
-                               limit: int) -> list[StoredEvent]:
-        """As SQLiteLedgerRecorder.aggregate_events_after."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+    def aggregate_events_after(self, after: tuple[Any, int], skip: Sequence[UUID],
+                               limit: int) -> list[tuple[Any, int, str, bytes]]:
+        """As SQLiteLedgerRecorder.aggregate_events_after (ids as UUIDs here)."""
+        with self.datastore.get_connection() as conn, conn.cursor(
+                binary=True, row_factory=tuple_row) as curs:
             _without_jit(conn)
             curs.execute(SQL(
                 "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
@@ -608,12 +614,7 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
             ).format(schema=Identifier(self.datastore.schema),
                      table=Identifier(self.events_table_name)),
                 (after[0], after[1], list(skip), limit), prepare=True)
-            return [
-                StoredEvent(originator_id=row["originator_id"],
-                            originator_version=row["originator_version"],
-                            topic=row["topic"], state=bytes(row["state"]))
-                for row in curs.fetchall()
-            ]
+            return curs.fetchall()
 
     def drop_nodes_from(self, size: int) -> None:
         self.forget_cached_nodes()

@@ -255,3 +255,20 @@ def test_a_credit_line_whose_points_were_edited_is_named_by_its_column(db_url: s
         f"v_credit_lines (entry={recall.index}, org='{FARM}'): delta is 0 in the views, "
         "-8 rebuilt from the log"]
     views.close()
+
+
+def test_an_aggregate_event_edited_where_the_state_does_not_show_it_is_named(db_url: str) -> None:
+    """The insider points the wheat's first shipment at another entry: the batch loads
+    the same, but a reader of the batch's history would follow the wrong entry."""
+    world = farm_to_mill(db_url)
+    batch = Batch.create_id(WHEAT, "W1")
+    version = "originator_id = ? AND originator_version = 2"
+    uid = batch if db_url.startswith("postgresql://") else batch.hex
+    (state,) = sql(db_url, f"SELECT state FROM events WHERE {version}", (uid,))[0]
+    shipped = json.loads(bytes(state))
+    shipped["entry"] += 1
+    sql(db_url, f"UPDATE events SET state = ? WHERE {version}", (json.dumps(shipped).encode(), uid))
+    assert problems(db_url, world) == [
+        f"Batch {batch} (batch {WHEAT}/W1): its stored events are not those the replay makes, "
+        "in what the aggregate does not keep (an entry number, say): readers of its history "
+        "see them"]
