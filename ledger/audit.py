@@ -373,7 +373,8 @@ class _Run:
                                      "entry's statement (left over or added)")
             after = rows[-1][0]
         if listed > MAX_LISTED:
-            self.problem(None, f"… and {listed - MAX_LISTED} more such rows of the statements table")
+            self.problem(None, f"… and {listed - MAX_LISTED} more such rows of the statements "
+                         "table")
 
     def _refused(self, index: int, e: Rejected) -> None:
         self.problem(index, f"fails on replay: [{e.kind.value}] {e.detail}")
@@ -640,7 +641,8 @@ def _compare_aggregates(source: Ledger, state: _Replayed, report: AuditReport) -
             report.problems.append(Problem(None, f"{name}: {problem}"))
 
     # On PostgreSQL the next page is read while this one is hashed (as the entries are).
-    reader = ThreadPoolExecutor(1, thread_name_prefix="audit-read") if source.database.is_postgres else None
+    reader = (ThreadPoolExecutor(1, thread_name_prefix="audit-read")
+              if source.database.is_postgres else None)
     skip = (LOG_ID, LEDGER_ID)
     try:
         after: tuple[Any, int] = (UUID(int=0), 0)
@@ -661,10 +663,12 @@ def _compare_aggregates(source: Ledger, state: _Replayed, report: AuditReport) -
     for aggregate_id, aggregate in replayed.items():
         listed += 1
         if listed <= MAX_LISTED:
-            report.problems.append(Problem(None, f"{_name(aggregate, aggregate_id, '')}: the "
-                                           "replay makes it, but the database holds no events of it"))
+            report.problems.append(Problem(
+                None, f"{_name(aggregate, aggregate_id, '')}: the replay makes it, but the "
+                "database holds no events of it"))
     if listed > MAX_LISTED:
-        report.problems.append(Problem(None, f"… and {listed - MAX_LISTED} more aggregates that differ"))
+        report.problems.append(Problem(
+            None, f"… and {listed - MAX_LISTED} more aggregates that differ"))
 
 
 def _name(aggregate: Aggregate | None, aggregate_id: UUID, topic: str) -> str:

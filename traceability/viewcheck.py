@@ -65,8 +65,8 @@ def check_views(ledger: Ledger, *, policy: CreditPolicy = DEFAULT_POLICY,
             return report
         meta, report.position = state
         if meta.get("schema") != SCHEMA_VERSION:
-            report.note = (f"the views are of schema {meta.get('schema')!r}, not {SCHEMA_VERSION!r}: "
-                           "they are rebuilt from the log when next opened")
+            report.note = (f"the views are of schema {meta.get('schema')!r}, not "
+                           f"{SCHEMA_VERSION!r}: they are rebuilt from the log when next opened")
             return report
         if meta.get("policy") != policy.name:
             report.problems.append(f"v_meta: the views say they were built under credit policy "
