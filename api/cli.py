@@ -610,13 +610,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     # wants every difference at once, and the rebuild reads the log as readers do.
     views_problems: list[str] = []
     if not args.no_views:
-        from traceability.viewcheck import check_views
+        from traceability.viewcheck import ViewsReport, check_views
 
         def step(what: str) -> None:
             if not args.quiet:
                 print(f"qledger: views: {what}", file=sys.stderr)
 
-        views = check_views(ledger, progress=step)
+        try:
+            views = check_views(ledger, progress=step)
+        except LedgerError as e:  # not checked is not passed: the operator must look
+            views = ViewsReport(problems=[f"not checked: {e}"])
         views_problems = [f"views: {p}" for p in views.problems]
         if views.note:
             print(f"views: {views.note}")

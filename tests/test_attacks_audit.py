@@ -272,3 +272,18 @@ def test_an_aggregate_event_edited_where_the_state_does_not_show_it_is_named(db_
         f"Batch {batch} (batch {WHEAT}/W1): its stored events are not those the replay makes, "
         "in what the aggregate does not keep (an entry number, say): readers of its history "
         "see them"]
+
+
+def test_views_moved_past_the_end_of_the_log_are_named(db_url: str) -> None:
+    """The insider moves the views' position forward: every entry recorded until the
+    log reaches it would be left out of the views, a recall among them."""
+    world = farm_to_mill(db_url)
+    with Views.open(world.ledger):
+        pass
+    table = "views_tracking" if db_url.startswith("postgresql://") else "tracking"
+    sql(db_url, f"UPDATE {table} SET notification_id = 1000000")
+    last = world.ledger.recorder.max_notification_id()
+    assert check_views(world.ledger).problems == [
+        f"views_tracking: the views claim to have reached notification 1000000, past the "
+        f"log's last, {last}: the entries recorded before they catch up to it would never "
+        "be applied"]

@@ -27,7 +27,10 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from eventsourcing.persistence import PersistenceError
+
 from ledger.application import Ledger
+from ledger.errors import StorageError
 from ledger.store import Database
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
 from traceability.schema import CONTENT_TABLES, ORDER, SCHEMA_VERSION
@@ -56,7 +59,18 @@ class ViewsReport:
 def check_views(ledger: Ledger, *, policy: CreditPolicy = DEFAULT_POLICY,
                 progress: Callable[[str], None] | None = None) -> ViewsReport:
     """Compare the ledger's views with a rebuild of them from its log. `policy` is the
-    one the operator runs the views under; views built under another are reported."""
+    one the operator runs the views under; views built under another are reported.
+    Raises StorageError when the comparison cannot be made (no room for the scratch
+    tables, no right to create a schema)."""
+    try:
+        return _check_views(ledger, policy, progress)
+    except (OSError, sqlite3.Error, psycopg.Error, PersistenceError) as e:
+        raise StorageError(f"cannot rebuild the views to compare them: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _check_views(ledger: Ledger, policy: CreditPolicy,
+                 progress: Callable[[str], None] | None) -> ViewsReport:
     report = ViewsReport()
     with _live(ledger.database) as live:
         state = live.state()
@@ -67,6 +81,14 @@ def check_views(ledger: Ledger, *, policy: CreditPolicy = DEFAULT_POLICY,
         if meta.get("schema") != SCHEMA_VERSION:
             report.note = (f"the views are of schema {meta.get('schema')!r}, not "
                            f"{SCHEMA_VERSION!r}: they are rebuilt from the log when next opened")
+            return report
+        last = ledger.recorder.max_notification_id() or 0
+        if report.position > last:
+            # The next catch-up would start past every entry recorded until then.
+            report.problems.append(
+                f"views_tracking: the views claim to have reached notification "
+                f"{report.position}, past the log's last, {last}: the entries recorded "
+                "before they catch up to it would never be applied")
             return report
         if meta.get("policy") != policy.name:
             report.problems.append(f"v_meta: the views say they were built under credit policy "
