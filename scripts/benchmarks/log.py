@@ -14,6 +14,7 @@ import argparse
 import gc
 import json
 import random
+import resource
 import statistics
 import time
 from typing import Any
@@ -99,6 +100,8 @@ def _audit(ledger: Ledger, verify: float) -> dict[str, Any]:
     out["audit_s"] = round(seconds, 1)
     out["audit_entries_per_s"] = round(ledger.size() / seconds)
     out["audit_ratio_to_verify"] = round(ledger.size() / seconds / verify, 3)
+    # The replay holds every aggregate in memory: the largest this process has been.
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if check_views(ledger).note is not None:
         with Views(ledger) as views:
             views.rebuild()
