@@ -577,7 +577,8 @@ class _Replayed(InMemoryState):
             if aggregate._pending_events:
                 digest = digests.get(aggregate.id, b"")
                 for event in aggregate._pending_events:
-                    digest = _chain(digest, encode(event))
+                    stored = encode(event)
+                    digest = _chain(digest, stored.originator_version, stored.topic, stored.state)
                 digests[aggregate.id] = digest
                 aggregate._pending_events.clear()
         super().keep()
@@ -597,10 +598,9 @@ def _page_ahead(reader: ThreadPoolExecutor | None, recorder: Any, after: tuple[A
     return done
 
 
-def _chain(digest: bytes, stored: Any) -> bytes:
-    """The digest of a stream, one stored event further (version, topic and state)."""
-    return hashlib.sha256(b"%b%d\n%b\n%b" % (digest, stored.originator_version,
-                                               stored.topic.encode(), stored.state)).digest()
+def _chain(digest: bytes, version: int, topic: str, state: bytes) -> bytes:
+    """The digest of a stream, one stored event further."""
+    return hashlib.sha256(b"%b%d\n%b\n%b" % (digest, version, topic.encode(), state)).digest()
 
 
 def _compare_aggregates(source: Ledger, state: _Replayed, report: AuditReport) -> None:
@@ -621,8 +621,7 @@ def _compare_aggregates(source: Ledger, state: _Replayed, report: AuditReport) -
         expected = replayed.pop(aggregate_id, None)
         digest = b""
         for _, version, topic, state in rows:
-            digest = hashlib.sha256(b"%b%d\n%b\n%b" % (digest, version, topic.encode(),
-                                                      state)).digest()
+            digest = _chain(digest, version, topic, state)
         if expected is not None and digest == digests.get(aggregate_id):
             return
         stored = [StoredEvent(aggregate_id, version, topic, bytes(state))
