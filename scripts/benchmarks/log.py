@@ -102,8 +102,8 @@ def _audit(ledger: Ledger, verify: float) -> dict[str, Any]:
     out["audit_ratio_to_verify"] = round(ledger.size() / seconds / verify, 3)
     # The replay holds every aggregate in memory: the largest this process has been.
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    if check_views(ledger).note is not None:
-        with Views(ledger) as views:
+    with Views(ledger) as views:
+        if views.position() == 0:
             views.rebuild()
     gc.collect()
     began = time.perf_counter()
