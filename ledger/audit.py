@@ -8,14 +8,26 @@
    written anywhere. Signatures are verified by worker processes on every core, a
    chunk ahead of the rules, which wait for a chunk's results before applying it (an
    entry whose signature fails is not applied, as the writer would not have).
-3. The RFC 9162 tree is recomputed from the entries and compared with the stored tree
-   and with the latest signed checkpoint (signature checked against the log key).
+3. The RFC 9162 tree is recomputed from the entries, chunk by chunk; every stored node
+   (leaves and interior nodes alike: proofs are built from them) is compared with it,
+   and the root with the latest signed checkpoint (signature checked against the log key).
+4. Every entry's row in the statements table (what idempotency answers a resubmission
+   with) is compared with the entry, and the table is counted: no row may be left over.
+5. Every aggregate's stored events (what the writer loads it from, and what readers
+   such as key histories read) are compared with the events the replay made: a digest
+   of each aggregate's stream, both sides encoded as the writer encodes them. Where one
+   differs, the stored events are projected as the writer would load them and compared
+   field by field with the replay's aggregate, to name the field.
+
+Only the log is read here. The read-side views are checked against a rebuild of them
+by traceability.viewcheck; `qledger audit` runs both.
 
 Problems are collected, each naming the entry index where there is one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from base64 import b64decode
@@ -24,9 +36,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import project_aggregate
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
 
 from ledger.application import (
     MAX_FUTURE,
+    format_recorded_at,
     Ledger,
     Submission,
     authenticate,
@@ -37,7 +55,10 @@ from ledger.application import (
     statement_key,
 )
 from ledger.canonical import canonical_bytes
+from ledger.domain.base import recording
+from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
+from ledger.domain.log import UNVERIFIED
 from ledger.envelope import Envelope
 from ledger.errors import IdConflict, LedgerError, Rejected, Rejection, VerificationError
 from ledger.keys import key_id
@@ -47,10 +68,16 @@ from ledger.log.verify import verify_checkpoint
 from ledger.parallel import ParallelVerifier, Pending
 from ledger.rules import RULES, Context, may_refuse_after_a_change
 from ledger.statements import Statement, parse_statement
+from ledger.store import StatementRow
 from ledger.timefmt import parse_time
 from ledger.unit_of_work import InMemoryState
 
 CHUNK = 1000
+# Past this many, problems of one kind (stored tree nodes, aggregates) are counted, not
+# listed: a rewritten table would otherwise print millions of lines.
+MAX_LISTED = 100
+AGGREGATE_PAGE = 10_000
+_PREFIX = len('{"envelope":')
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,7 @@ def audit(
     if trusted_log_key and trusted_log_key != config.log_key:
         report.problems.append(Problem(None, "the log key recorded in the ledger is not the trusted one"))
     size = report.size = source.size()
+
     latest = source.recorder.latest_checkpoint()  # type: ignore[attr-defined]
     frontier = Frontier()
     checkpoint_root: bytes | None = None
@@ -117,7 +145,7 @@ def audit(
         run = _Run(source, config, frontier, report, checkpoint_size, verifier)
         ahead = _read_ahead(reader, source, 0, min(CHUNK, size))
         for start in range(0, size, CHUNK):
-            events, run.stored_leaves = ahead.result()
+            events, run.stored = ahead.result()
             if start + CHUNK < size:
                 ahead = _read_ahead(reader, source, start + CHUNK, min(start + 2 * CHUNK, size))
             for event in events:
@@ -131,6 +159,12 @@ def audit(
             reader.shutdown(cancel_futures=True)
         verifier.close()
     roots = run.roots
+    run.check_leftovers()
+    if run.replaying:
+        _compare_aggregates(source, run.state, report)  # type: ignore[arg-type]
+    else:
+        report.problems.append(Problem(None, "the aggregates were not compared with the "
+                                       "database: the log could not be replayed"))
     report.problems.sort(key=lambda p: -1 if p.index is None else p.index)
     if checkpoint_size is not None and checkpoint_root is not None:
         if checkpoint_size > size:
@@ -151,33 +185,38 @@ def audit(
 
 
 @dataclass(frozen=True)
-class _StoredLeaves:
-    """The stored tree's leaf hashes for indexes start ≤ i < stop (absent ones missing),
-    or None where the tree could not be read."""
+class _Stored:
+    """What the database holds beside the entries of indexes start ≤ i < stop: the tree
+    nodes those entries complete, and the statements table's rows of their statement ids."""
 
     start: int
     stop: int
-    hashes: Mapping[tuple[int, int], bytes] | None
+    nodes: Mapping[tuple[int, int], bytes]
+    rows: Mapping[bytes, StatementRow]
 
 
-def _read_chunk(source: Ledger, start: int, stop: int) -> tuple[list[Any], _StoredLeaves]:
+def _read_chunk(source: Ledger, start: int, stop: int) -> tuple[list[Any], _Stored]:
     """The stored entries start < version ≤ stop, that is indexes start ≤ i < stop (rows
-    deleted behind the ledger's back leave gaps), and the stored leaves for the same
-    indexes."""
+    deleted behind the ledger's back leave gaps), and what is stored beside them, read
+    from the tables themselves (no cache)."""
     events = source._appended(start, stop)
-    try:
-        hashes = source.recorder.get_nodes([(0, i) for i in range(start, stop)])  # type: ignore[attr-defined]
-    except LedgerError:
-        hashes = None
-    return events, _StoredLeaves(start, stop, hashes)
+    recorder: Any = source.recorder
+    nodes = recorder.nodes_completed_in(start, stop)
+    keys = []
+    for e in events:
+        try:
+            keys.append(statement_key(e.statement_id))
+        except (ValueError, AttributeError):  # an audit's stand-in, or an edited event
+            pass
+    return events, _Stored(start, stop, nodes, recorder.find_statements(keys))
 
 
 def _read_ahead(reader: ThreadPoolExecutor | None, source: Ledger, start: int,
-                stop: int) -> Future[tuple[list[Any], _StoredLeaves]]:
+                stop: int) -> Future[tuple[list[Any], _Stored]]:
     """_read_chunk in the reading thread, or now, when there is none."""
     if reader is not None:
         return reader.submit(_read_chunk, source, start, stop)
-    done: Future[tuple[list[Any], _StoredLeaves]] = Future()
+    done: Future[tuple[list[Any], _Stored]] = Future()
     done.set_result(_read_chunk(source, start, stop))
     return done
 
@@ -190,6 +229,9 @@ class _Entry:
     text: str
     stamp: tuple[datetime, str]
     submission: Submission | None = None
+    # The time the writer gave the entry's events: its log event's, to the microsecond
+    # (recorded_at keeps milliseconds), when the two agree.
+    events_at: datetime | None = None
 
 
 @dataclass
@@ -210,12 +252,17 @@ class _Run:
         self.replaying = True
         self.roots: dict[int, bytes] = {}
         self.expected = 0
-        self.state = InMemoryState()
+        self.state = _Replayed(source.mapper)
         self.public_keys: dict[str, bytes] = {}  # keyid -> raw key, from key.registered
         self.recorded: dict[bytes, int] = {}  # statement id -> index of its entry
         self.statements: dict[int, Statement] = {}  # of the chunks in hand
         self.waiting: _Chunk | None = None
-        self.stored_leaves: _StoredLeaves | None = None  # read ahead with the chunk
+        self.stored: _Stored | None = None  # read ahead with the chunk
+        # The statement id each entry's row is keyed by, 16 bytes an entry (zeros: none
+        # expected), to tell left-over rows of the statements table from the entries'.
+        self.keys = bytearray()
+        self.rows_in_place = 0  # rows found at their entry's index
+        self.tree_problems = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -234,6 +281,7 @@ class _Run:
             for missing in range(self.expected, index):
                 self.problem(missing, "missing from the log (deleted)")
                 self._add_leaf(leaf_hash(b""))
+                self.keys += bytes(16)
                 if missing < 2:
                     self.replaying = False  # no genesis, nothing to replay against
             self.expected = index
@@ -247,6 +295,12 @@ class _Run:
         if problem:
             self.problem(index, problem)
         entry = _Entry(index, e.entry, stamp or (e.timestamp, ""))
+        if stamp is not None:
+            if format_recorded_at(e.timestamp) == stamp[1]:
+                entry.events_at = e.timestamp
+            else:
+                self.problem(index, f"its log event is timed {e.timestamp.isoformat()}, "
+                             f"not at its recorded_at {stamp[1]}")
         if isinstance(envelope, Rejected):
             self._refused(index, envelope)
         elif envelope is not None:
@@ -256,9 +310,71 @@ class _Run:
                                               statement_key(statement.id))
             except Rejected as r:
                 self._refused(index, r)
+        self._check_row(e, entry, leaf)
         self.entries.append(entry)
         self.leaves.append(leaf)
         self.expected += 1
+
+    def _check_row(self, e: Any, entry: _Entry, leaf: bytes) -> None:
+        """The entry's row in the statements table: keyed by its statement id, it holds
+        the entry's index, the digest of its envelope, its recording time and its leaf
+        hash; a resubmission of the statement is answered with these."""
+        index = entry.index
+        if entry.submission is None:
+            if e.statement_id != f"{UNVERIFIED}{index}":  # what readers take it to be
+                self.problem(index, f"its log event names statement {e.statement_id!r}, "
+                             "but its envelope holds no readable statement")
+            self.keys += bytes(16)  # no row: neither an audit's stand-in nor a bad entry
+            return
+        statement_id = entry.submission.statement.id
+        if e.statement_id != statement_id:
+            self.problem(index, f"its log event names statement {e.statement_id}, "
+                         f"but its envelope holds statement {statement_id}")
+        key = entry.submission.key
+        self.keys += key
+        assert self.stored is not None
+        row = self.stored.rows.get(key)
+        if row is None:
+            self.problem(index, f"statement {statement_id} has no row in the statements "
+                         "table (a resubmission would not get its receipt)")
+            return
+        _, at, digest, recorded_at, row_leaf = row
+        envelope = entry.text[_PREFIX:entry.text.rfind(',"recorded_at":')].encode()
+        wrong = [what for what, bad in (
+            (f"index {at}", at != index),
+            ("another envelope digest", digest != hashlib.sha256(envelope).digest()),
+            (f"recorded_at {recorded_at!r}", recorded_at != entry.stamp[1]),
+            (f"leaf hash {row_leaf.hex()}", row_leaf != leaf),
+        ) if bad]
+        if wrong:
+            self.problem(index, f"the statements table's row of statement {statement_id} "
+                         f"holds {', '.join(wrong)}: a resubmission would get a wrong receipt")
+        if at == index:
+            self.rows_in_place += 1
+
+    def check_leftovers(self) -> None:
+        """Stored tree nodes past the log's end, and rows of the statements table that
+        belong to no entry (found by counting: a scan only when the count is off)."""
+        recorder: Any = self.source.recorder
+        size = self.expected
+        for level, idx in recorder.nodes_beyond(size, MAX_LISTED):
+            self.problem(None, f"the stored tree holds node (level {level}, index {idx}), "
+                         f"which no entry of the {size} completes")
+        if recorder.count_statements() == self.rows_in_place:
+            return
+        after, listed = b"", 0
+        while rows := recorder.statement_rows_after(after, 10_000):
+            for key, at, *_ in rows:
+                if not (0 <= at < size and self.keys[16 * at: 16 * at + 16] == key):
+                    listed += 1
+                    if listed <= MAX_LISTED:
+                        self.problem(None, f"the statements table holds a row for statement "
+                                     f"{UUID(bytes=key)} at index {at}, which is not that "
+                                     "entry's statement (left over or added)")
+            after = rows[-1][0]
+        if listed > MAX_LISTED:
+            self.problem(None, f"… and {listed - MAX_LISTED} more such rows of the statements "
+                         "table")
 
     def _refused(self, index: int, e: Rejected) -> None:
         self.problem(index, f"fails on replay: [{e.kind.value}] {e.detail}")
@@ -266,8 +382,6 @@ class _Run:
     def flush(self) -> None:
         if not self.leaves:
             return
-        assert self.stored_leaves is not None  # read with the chunk, before any take
-        _compare_stored_leaves(self.start, self.leaves, self.report, self.stored_leaves)
         for leaf in self.leaves:
             self._add_leaf(leaf)
         if self.replaying:
@@ -282,9 +396,30 @@ class _Run:
         self._apply_waiting()
 
     def _add_leaf(self, leaf: bytes) -> None:
-        self.frontier.append(leaf)
+        assert self.stored is not None  # read with the chunk, before any take
+        stored = self.stored.nodes
+        for level, idx, value in self.frontier.append(leaf):
+            found = stored.get((level, idx))
+            if found != value:
+                self._tree_problem(level, idx, found is None)
         if self.frontier.size == self.checkpoint_size:
             self.roots[self.frontier.size] = self.frontier.root()
+
+    def _tree_problem(self, level: int, idx: int, missing: bool) -> None:
+        """A stored node that is not the one recomputed from the entries: proofs built
+        from it fail against the checkpoints."""
+        if level == 0:
+            self.problem(idx, "its leaf is missing from the stored tree" if missing
+                         else "the stored tree holds another leaf hash for it")
+            return
+        self.tree_problems += 1
+        if self.tree_problems <= MAX_LISTED:
+            first, stop = idx << level, (idx + 1) << level
+            self.problem(None, f"the stored tree's node (level {level}, index {idx}) over entries "
+                         f"{first}-{stop - 1} is " + ("missing" if missing else
+                         "not the hash recomputed from those entries"))
+        elif self.tree_problems == MAX_LISTED + 1:
+            self.problem(None, "… and more stored tree nodes that are missing or differ")
 
     def _start_verifying(self, entries: list[_Entry]) -> Pending | None:
         """Hand every signature by a key registered anywhere so far to the workers (a
@@ -364,9 +499,11 @@ class _Run:
             except LedgerError as e:
                 raise Rejected(Rejection.UNKNOWN_ENTRY, f"entry {i} cannot be read: {e}") from None
 
-        signer = authenticate(self.state, sub.envelope, s, now, check_signature)
-        self.state.careful = may_refuse_after_a_change(s)
-        RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
+        # The events carry the entry's recording time, as the writer's did.
+        with recording(entry.events_at or now):
+            signer = authenticate(self.state, sub.envelope, s, now, check_signature)
+            self.state.careful = may_refuse_after_a_change(s)
+            RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
         self.state.keep()
         self.recorded[key] = index
         self.statements[index] = s
@@ -381,10 +518,11 @@ class _Run:
             check_genesis(pair, self.config.root_org)  # type: ignore[arg-type]
             sub = entry.submission
             assert sub is not None
-            signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
             s = sub.statement
-            RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
-                                  self.source.statement_at))
+            with recording(entry.events_at or entry.stamp[0]):
+                signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
+                RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
+                                      self.source.statement_at))
             self.state.keep()
             self.recorded[statement_key(s.id)] = entry.index
         except Rejected as e:
@@ -423,14 +561,141 @@ def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, 
     return envelope, (at, recorded_at), None
 
 
-def _compare_stored_leaves(start: int, leaves: list[bytes], report: AuditReport,
-                           read: _StoredLeaves) -> None:
-    """`leaves` are those of indexes start, start + 1, …, all in the chunk `read` was
-    read with (a flush never reaches past the chunk in hand)."""
-    assert read.start <= start and start + len(leaves) <= read.stop
-    stored = read.hashes or {}
-    for i, leaf in enumerate(leaves):
-        if stored.get((0, start + i)) not in (None, leaf):
-            report.problems.append(Problem(start + i, "the stored tree holds another leaf hash for it"))
-        elif (0, start + i) not in stored:
-            report.problems.append(Problem(start + i, "its leaf is missing from the stored tree"))
+class _Replayed(InMemoryState):
+    """The replay's aggregates, and a digest of the events each was made by: the events
+    of an entry that is kept are encoded as the writer encodes them (LedgerMapper) and
+    chained into their aggregate's digest; those of a refused entry are not."""
+
+    def __init__(self, mapper: Any) -> None:
+        super().__init__()
+        self.digests: dict[UUID, bytes] = {}
+        self._mapper = mapper
+
+    def keep(self) -> None:
+        digests, encode = self.digests, self._mapper.to_stored_event
+        for aggregate in self._touched:
+            if aggregate._pending_events:
+                digest = digests.get(aggregate.id, b"")
+                for event in aggregate._pending_events:
+                    stored = encode(event)
+                    digest = _chain(digest, stored.originator_version, stored.topic, stored.state)
+                digests[aggregate.id] = digest
+                aggregate._pending_events.clear()
+        super().keep()
+
+    def undo(self) -> None:
+        for aggregate in self._touched:
+            aggregate._pending_events.clear()
+        super().undo()
+
+
+def _page_ahead(reader: ThreadPoolExecutor | None, recorder: Any, after: tuple[Any, int],
+                skip: tuple[UUID, ...]) -> Future[list[Any]]:
+    if reader is not None:
+        return reader.submit(recorder.aggregate_events_after, after, skip, AGGREGATE_PAGE)
+    done: Future[list[Any]] = Future()
+    done.set_result(recorder.aggregate_events_after(after, skip, AGGREGATE_PAGE))
+    return done
+
+
+def _chain(digest: bytes, version: int, topic: str, state: bytes) -> bytes:
+    """The digest of a stream, one stored event further."""
+    return hashlib.sha256(b"%b%d\n%b\n%b" % (digest, version, topic.encode(), state)).digest()
+
+
+def _compare_aggregates(source: Ledger, state: _Replayed, report: AuditReport) -> None:
+    """Every stored stream but the log's and the config's (the ledger keeps no
+    snapshots), read through in (id, version) order a page at a time, against the
+    replay's digests; a stream that differs is projected by the library, as the writer
+    loads it, and compared with the replay's aggregate to name the fields."""
+    replayed = state.aggregates()
+    digests = state.digests
+    recorder: Any = source.recorder
+    mapper = source.mapper
+    listed = 0
+
+    def compare(rows: list[tuple[Any, int, str, bytes]]) -> None:
+        nonlocal listed
+        raw = rows[0][0]
+        aggregate_id = raw if isinstance(raw, UUID) else UUID(raw)
+        expected = replayed.pop(aggregate_id, None)
+        digest = b""
+        for _, version, topic, state in rows:
+            digest = _chain(digest, version, topic, state)
+        if expected is not None and digest == digests.get(aggregate_id):
+            return
+        stored = [StoredEvent(aggregate_id, version, topic, bytes(state))
+                  for _, version, topic, state in rows]
+        try:
+            found = project_aggregate(None, [mapper.to_domain_event(s) for s in stored])
+        except Exception as e:  # whatever an edited event makes the library raise
+            found, problem = None, f"its stored events cannot be loaded: {type(e).__name__}: {e}"
+        else:
+            problem = _difference(found, expected) or (
+                "its stored events are not those the replay makes, in what the aggregate "
+                "does not keep (an entry number, say): readers of its history see them")
+        listed += 1
+        if listed <= MAX_LISTED:
+            name = _name(expected or found, aggregate_id, rows[0][2])
+            report.problems.append(Problem(None, f"{name}: {problem}"))
+
+    # On PostgreSQL the next page is read while this one is hashed (as the entries are).
+    reader = (ThreadPoolExecutor(1, thread_name_prefix="audit-read")
+              if source.database.is_postgres else None)
+    skip = (LOG_ID, LEDGER_ID)
+    try:
+        after: tuple[Any, int] = (UUID(int=0), 0)
+        ahead = _page_ahead(reader, recorder, after, skip)
+        current: list[Any] = []
+        while page := ahead.result():
+            ahead = _page_ahead(reader, recorder, (page[-1][0], page[-1][1]), skip)
+            for row in page:
+                if current and row[0] != current[0][0]:
+                    compare(current)
+                    current = []
+                current.append(row)
+        if current:
+            compare(current)
+    finally:
+        if reader is not None:
+            reader.shutdown(cancel_futures=True)
+    for aggregate_id, aggregate in replayed.items():
+        listed += 1
+        if listed <= MAX_LISTED:
+            report.problems.append(Problem(
+                None, f"{_name(aggregate, aggregate_id, '')}: the replay makes it, but the "
+                "database holds no events of it"))
+    if listed > MAX_LISTED:
+        report.problems.append(Problem(
+            None, f"… and {listed - MAX_LISTED} more aggregates that differ"))
+
+
+def _name(aggregate: Aggregate | None, aggregate_id: UUID, topic: str) -> str:
+    kind = type(aggregate).__name__ if aggregate is not None else topic.rsplit(":", 1)[-1]
+    own = type(aggregate).__str__ is not object.__str__ if aggregate is not None else False
+    return f"{kind} {aggregate_id}" + (f" ({aggregate})" if own else "")
+
+
+def _difference(found: Aggregate | None, expected: Aggregate | None) -> str | None:
+    """What differs between the aggregate loaded from the database and the replay's,
+    field by field, or None."""
+    if expected is None:
+        return "the database holds events of it, but no entry makes it"
+    if found is None or type(found) is not type(expected):
+        return (f"its stored events make a {type(found).__name__}, the replay a "
+                f"{type(expected).__name__}")
+    stored, replayed = vars(found), vars(expected)
+    fields = [f for f in {**replayed, **stored} if f != "_pending_events"
+              and stored.get(f, _ABSENT) != replayed.get(f, _ABSENT)]
+    if not fields:
+        return None
+    return "; ".join(f"{f.lstrip('_')} is {stored.get(f, _ABSENT)!r} in the database, "
+                     f"{replayed.get(f, _ABSENT)!r} on replay" for f in fields)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()

@@ -255,6 +255,56 @@ class SQLiteLedgerRecorder(_UpperNodes, SQLiteApplicationRecorder):
         out.sort(key=lambda e: e.originator_version)
         return out
 
+    def nodes_completed_in(self, start: int, stop: int) -> dict[Coord, bytes]:
+        """Every stored node whose last leaf is one of start ≤ i < stop: what appending
+        those leaves wrote (for `audit`, read from the table, never from a cache)."""
+        ranges = _completed_ranges(start, stop)
+        if not ranges:
+            return {}
+        where = " OR ".join("(level = ? AND idx BETWEEN ? AND ?)" for _ in ranges)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}",
+                      [v for r in ranges for v in r])
+            return {(row[0], row[1]): bytes(row[2]) for row in c.fetchall()}
+
+    def nodes_beyond(self, size: int, limit: int) -> list[Coord]:
+        """Stored nodes that no leaf of a log of `size` entries completes (at most `limit`)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT level, idx FROM merkle_nodes WHERE level < 0 OR level > 62 "
+                      "OR idx < 0 OR ((idx + 1) << level) > ? ORDER BY level, idx LIMIT ?",
+                      (size, limit))
+            return [(row[0], row[1]) for row in c.fetchall()]
+
+    def count_statements(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT COUNT(*) FROM statements")
+            return int(c.fetchone()[0])
+
+    def statement_rows_after(self, after: bytes, limit: int) -> list[StatementRow]:
+        """The statements table's rows with id > `after`, in id order, at most `limit`."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM statements WHERE id > ? ORDER BY id LIMIT ?",
+                      (_blob(after), limit))
+            return [(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4])) for r in c.fetchall()]
+
+    def aggregate_events_after(self, after: tuple[Any, int], skip: Sequence[UUID],
+                               limit: int) -> list[tuple[Any, int, str, bytes]]:
+        """Stored events after (originator id, version) in that order, those of the
+        `skip` streams left out, at most `limit`: every aggregate's events, read through,
+        as (originator id as stored, version, topic, state); the id as stored (hex text
+        here) is what `after` takes. An id is made a UUID once per stream, by the caller,
+        not once per event."""
+        marks = ",".join("?" for _ in skip)
+        first = after[0].hex if isinstance(after[0], UUID) else after[0]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT originator_id, originator_version, topic, state FROM "
+                f"{self.events_table_name} WHERE (originator_id, originator_version)"
+                f" > (?, ?) AND originator_id NOT IN ({marks}) "
+                "ORDER BY originator_id, originator_version LIMIT ?",
+                [first, after[1], *(u.hex for u in skip), limit])
+            return [tuple(row) for row in c.fetchall()]  # type: ignore[misc]
+
     def drop_nodes_from(self, size: int) -> None:
         """Used by tests that play an attacker."""
         self.forget_cached_nodes()
@@ -317,6 +367,13 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
             "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(l, i) "
             "CROSS JOIN LATERAL (SELECT level, idx, hash FROM {schema}.merkle_nodes x "
             "WHERE x.level = w.l AND x.idx = w.i OFFSET 0) n"
+        ).format(schema=schema)
+        # A primary-key range scan per level (see nodes_completed_in).
+        self._select_completed = SQL(
+            "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[], "
+            "%s::bigint[]) AS w(l, a, b) CROSS JOIN LATERAL (SELECT level, idx, hash FROM "
+            "{schema}.merkle_nodes x WHERE x.level = w.l AND x.idx BETWEEN w.a AND w.b "
+            "OFFSET 0) n"
         ).format(schema=schema)
         self._insert_arrays = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
@@ -506,6 +563,59 @@ class PostgresLedgerRecorder(_UpperNodes, PostgresApplicationRecorder):
                 for row in curs.fetchall()
             ]
 
+    def nodes_completed_in(self, start: int, stop: int) -> dict[Coord, bytes]:
+        """As SQLiteLedgerRecorder.nodes_completed_in."""
+        ranges = _completed_ranges(start, stop)
+        if not ranges:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            _without_jit(conn)
+            curs.execute(self._select_completed, ([r[0] for r in ranges], [r[1] for r in ranges],
+                                                  [r[2] for r in ranges]), prepare=True)
+            return {(row["level"], row["idx"]): bytes(row["hash"]) for row in curs.fetchall()}
+
+    def nodes_beyond(self, size: int, limit: int) -> list[Coord]:
+        """As SQLiteLedgerRecorder.nodes_beyond."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL(
+                "SELECT level, idx FROM {schema}.merkle_nodes WHERE level < 0 OR level > 62 "
+                "OR idx < 0 OR ((idx + 1) << level) > %s ORDER BY level, idx LIMIT %s"
+            ).format(schema=Identifier(self.datastore.schema)), (size, limit))
+            return [(row["level"], row["idx"]) for row in curs.fetchall()]
+
+    def count_statements(self) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL("SELECT COUNT(*) AS n FROM {schema}.statements").format(
+                schema=Identifier(self.datastore.schema)))
+            row = curs.fetchone()
+            return int(row["n"]) if row else 0
+
+    def statement_rows_after(self, after: bytes, limit: int) -> list[StatementRow]:
+        """As SQLiteLedgerRecorder.statement_rows_after."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL(
+                "SELECT id, idx, digest, recorded_at, leaf_hash FROM {schema}.statements "
+                "WHERE id > %s ORDER BY id LIMIT %s"
+            ).format(schema=Identifier(self.datastore.schema)), (after, limit))
+            return [(bytes(r["id"]), r["idx"], bytes(r["digest"]), r["recorded_at"],
+                     bytes(r["leaf_hash"])) for r in curs.fetchall()]
+
+    def aggregate_events_after(self, after: tuple[Any, int], skip: Sequence[UUID],
+                               limit: int) -> list[tuple[Any, int, str, bytes]]:
+        """As SQLiteLedgerRecorder.aggregate_events_after (ids as UUIDs here)."""
+        with self.datastore.get_connection() as conn, conn.cursor(
+                binary=True, row_factory=tuple_row) as curs:
+            _without_jit(conn)
+            curs.execute(SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+                "WHERE (originator_id, originator_version) > (%s, %s) "
+                "AND originator_id <> ALL(%s::uuid[]) "
+                "ORDER BY originator_id, originator_version LIMIT %s"
+            ).format(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.events_table_name)),
+                (after[0], after[1], list(skip), limit), prepare=True)
+            return curs.fetchall()
+
     def drop_nodes_from(self, size: int) -> None:
         self.forget_cached_nodes()
         with self.datastore.transaction(commit=True) as curs:
@@ -526,6 +636,20 @@ def _without_jit(conn: Any) -> None:
     if conn not in _NO_JIT:
         conn.execute("SET jit = off")
         _NO_JIT.add(conn)
+
+
+def _completed_ranges(start: int, stop: int) -> list[tuple[int, int, int]]:
+    """(level, first idx, last idx) of the nodes whose last leaf is one of start ≤ i < stop:
+    node (l, i) is complete once leaf (i + 1)·2^l − 1 exists."""
+    ranges = []
+    level = 0
+    while (1 << level) <= stop:
+        first = max(0, -(-(start + 1) >> level) - 1)  # ceil((start + 1) / 2^l) − 1
+        last = (stop >> level) - 1
+        if first <= last:
+            ranges.append((level, first, last))
+        level += 1
+    return ranges
 
 
 def _complete(coords: Sequence[Coord], found: dict[Coord, bytes]) -> Mapping[Coord, bytes]:

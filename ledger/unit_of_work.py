@@ -117,6 +117,10 @@ class InMemoryState:
         self._added.append(aggregate.id)
         self._touched.append(aggregate)
 
+    def aggregates(self) -> dict[UUID, Aggregate]:
+        """Every aggregate held, by id (a copy of the index, not of the aggregates)."""
+        return dict(self._all)
+
     def keep(self) -> None:
         """The entry was applied."""
         for aggregate in self._touched:

@@ -26,7 +26,7 @@ from eventsourcing.utils import Environment
 from ledger.application import Ledger, statistics_due
 from ledger.errors import LedgerError, NotFound, StorageError
 from ledger.statements import Statement
-from ledger.store import Recorded
+from ledger.store import Database, Recorded
 from traceability.policy import DEFAULT_POLICY, CreditPolicy
 from traceability.logreader import LogReader, ReadAhead
 from traceability.projector import Parsed, Projector, lookups
@@ -64,6 +64,9 @@ class Views:
 
     With `fresh_reads` (the API, where other workers write), every `reading` first
     catches the views up with every entry committed by then, whoever committed it.
+
+    `home` puts the view tables in another database than the ledger's (the audit
+    rebuilds them into a scratch one to compare with the live ones); no fresh reads then.
     """
 
     def __init__(
@@ -74,16 +77,19 @@ class Views:
         chunk_size: int = DEFAULT_CHUNK,
         clock: Callable[[], datetime] | None = None,
         fresh_reads: bool = False,
+        home: Database | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        if home is not None and fresh_reads:
+            raise ValueError("fresh reads need the views in the ledger's own database")
         self.ledger = ledger
         self.policy = policy
         self.chunk_size = chunk_size
         self.clock = clock or ledger.clock
         # Tracking rows are named after the application followed, as the library does.
         self.name = ledger.name
-        self._factory, self.recorder = _infrastructure(ledger)  # creates the tables
+        self._factory, self.recorder = _infrastructure(ledger, home)  # creates the tables
         self._lock = threading.Lock()  # one catch-up at a time in this process
         # A position this process has seen the views reach. Positions only grow (a
         # reset here sets it back), so a horizon at or below it needs no catch-up: the
@@ -264,7 +270,8 @@ class Views:
             self.catch_up()
             stop.wait(interval)
 
-    def rebuild(self, *, chunk_size: int | None = None) -> int:
+    def rebuild(self, *, chunk_size: int | None = None,
+                up_to_notification_id: int | None = None) -> int:
         """Drop every view table, create them again, and apply the whole log.
 
         In chunks of REBUILD_CHUNK entries (a commit per chunk was a tenth of the
@@ -274,7 +281,8 @@ class Views:
         commits with its position: a rebuild cut short resumes at the next catch-up,
         and the indexes come back when the views are next opened (CREATE INDEX IF NOT
         EXISTS).
-        Tests pass a small `chunk_size` to cut a short log into many chunks."""
+        Tests pass a small `chunk_size` to cut a short log into many chunks; the audit
+        an `up_to_notification_id`, the position of the views it compares with."""
         if chunk_size is None:
             chunk_size = max(self.chunk_size, REBUILD_CHUNK)
         if chunk_size < 1:
@@ -284,7 +292,7 @@ class Views:
         # server read each chunk by sorting everything after it (0.85 s a chunk at a
         # million entries, not 15 ms), and a ledger may never have been analysed.
         self.ledger.recorder.analyse_log_once()  # type: ignore[attr-defined]
-        applied = self._catch_up(None, chunk_size, bulk=True)
+        applied = self._catch_up(up_to_notification_id, chunk_size, bulk=True)
         with self._lock, self.recorder.write() as tx:
             for name in DEFERRED_INDEXES:
                 tx.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {INDEXES[name]}")
@@ -378,13 +386,19 @@ class Views:
             }
 
 
-def _infrastructure(ledger: Ledger) -> tuple[InfrastructureFactory[Any], ViewsRecorder]:
-    """The views' own connections to the ledger's database, and their recorder.
+def _infrastructure(
+    ledger: Ledger, home: Database | None = None
+) -> tuple[InfrastructureFactory[Any], ViewsRecorder]:
+    """The views' own connections to the ledger's database (or to `home`), and their
+    recorder.
 
     Not the ledger's pool: a views transaction reads entries from the ledger while it
     holds its write connection, and a pool that queues callers fairly would keep that
     read waiting behind a ledger writer waiting for the same write connection."""
-    settings = {**ledger.database.env(), "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
+    database = home or ledger.database
+    if database.is_postgres != ledger.database.is_postgres:
+        raise ValueError("the views must be on the same kind of database as the ledger")
+    settings = {**database.env(), "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
     # Named "views": on PostgreSQL the tracking table is then views_tracking.
     factory = InfrastructureFactory.construct(Environment("views", settings))
     cls = PostgresViewsRecorder if ledger.database.is_postgres else SQLiteViewsRecorder
