@@ -13,8 +13,10 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +24,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from tests.conftest import require_postgres
+from ledger import keys
 from tests.outage import Relay
+from tests.server_process import ServerProcess
 from tests.support import World
 
 pytestmark = pytest.mark.postgres
@@ -89,3 +93,28 @@ def test_a_read_while_the_server_is_down_says_storage_unavailable_and_nothing_mo
     _says_only_unavailable(answer.text, relay)
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert str(relay.port) in logged  # the operator learns where
+
+
+# ---- `serve --workers N` on a fresh database -------------------------------------------
+
+
+def test_four_workers_on_a_fresh_schema_all_start_and_serve(
+        pg_schema_url: str, tmp_path: Path) -> None:
+    """`init` makes the ledger's tables but not the views': the four workers of `serve`
+    create those at once. Each must come up (none dies on the views' tracking table, whose
+    creation they race for), and every request then gets an answer."""
+    world = World(pg_schema_url)
+    key_file = tmp_path / "log-key.pem"
+    keys.write_private_key(key_file, world.log_key)
+    world.ledger.close()
+    log = tmp_path / "serve.log"
+    server = ServerProcess(pg_schema_url, key_file, workers=4, log=log).start()
+    try:
+        answers = [httpx.get(server.url + "/v1/blacklist", timeout=10) for _ in range(20)]
+        assert {a.status_code for a in answers} == {200}
+        time.sleep(1)  # a worker that died late would have logged it by now
+    finally:
+        server.stop()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and "IntegrityError" not in text, text[-3000:]
+    assert text.count("Started server process") == 4  # none died and was started again
