@@ -10,6 +10,10 @@ anonymous client where the database lives or what its driver said; the log does.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,14 +26,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.cli import main
 from api.settings import Settings
 from tests.conftest import require_postgres
-from ledger import keys
+from ledger import client, keys
 from tests.outage import Relay
-from tests.server_process import ServerProcess
-from tests.support import World
-
-pytestmark = pytest.mark.postgres
+from tests.server_process import ROOT as SOURCE, ServerProcess, free_port
+from tests.support import ROOT, World, make_uscc
 
 TIMEOUT = 2  # seconds: QLEDGER_STORAGE_TIMEOUT for these tests
 SLACK = 3  # what a loaded two-core machine may add
@@ -62,6 +65,7 @@ def _says_only_unavailable(answer_text: str, relay: Relay) -> None:
         assert secret not in answer_text, secret
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("outage", ["refuse", "hang"])
 def test_health_answers_503_within_the_bound_and_keeps_the_details_for_the_log(
         served: tuple[TestClient, Relay], outage: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -80,6 +84,7 @@ def test_health_answers_503_within_the_bound_and_keeps_the_details_for_the_log(
     assert any("storage unavailable" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.postgres
 def test_a_read_while_the_server_is_down_says_storage_unavailable_and_nothing_more(
         served: tuple[TestClient, Relay], caplog: pytest.LogCaptureFixture) -> None:
     """The relay closes every connection: the views' pooled connection fails at once, and
@@ -98,6 +103,7 @@ def test_a_read_while_the_server_is_down_says_storage_unavailable_and_nothing_mo
 # ---- `serve --workers N` on a fresh database -------------------------------------------
 
 
+@pytest.mark.postgres
 def test_four_workers_on_a_fresh_schema_all_start_and_serve(
         pg_schema_url: str, tmp_path: Path) -> None:
     """`init` makes the ledger's tables but not the views': the four workers of `serve`
@@ -118,3 +124,75 @@ def test_four_workers_on_a_fresh_schema_all_start_and_serve(
     text = log.read_text(errors="replace")
     assert "Traceback" not in text and "IntegrityError" not in text, text[-3000:]
     assert text.count("Started server process") == 4  # none died and was started again
+
+
+# ---- `serve` finds the log key `init` wrote ------------------------------------------
+
+
+def _serve(db: str, cwd: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`qledger serve` started in `cwd` with no QLEDGER_LOG_KEY, and its URL once it
+    answers (or the process, exited, for the caller to read)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "QLEDGER_LOG_KEY"}
+    env.update(PYTHONPATH=str(SOURCE), QLEDGER_READ_RATE_PER_MINUTE="0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--db", db, "--port", str(port), *extra],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v1/checkpoint", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return process, url
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+
+
+def test_serve_finds_the_log_key_where_init_wrote_it(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator runs `init` and then `serve` in the ledger's folder, with nothing
+    else set: two workers sign checkpoints with the key init wrote (beside a SQLite
+    file; in that folder for PostgreSQL). Elsewhere, `serve` says in one line which
+    file it looked for and what to set; `--log-key` names it."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    site.mkdir(), elsewhere.mkdir()
+    db = db_url if db_url.startswith("postgresql") else str(site / "qledger.db")
+    monkeypatch.delenv("QLEDGER_LOG_KEY", raising=False)
+    monkeypatch.setenv("QLEDGER_DB", db)  # serve sets it; restored after the test
+    monkeypatch.chdir(site)
+    assert main(["init", "--db", db, "--origin", "ledger.quality.example/v1",
+                 "--root-org", ROOT, "--root-name", "国家市场监督管理总局"]) == 0
+    assert (site / "log-key.pem").exists()
+
+    process, url = _serve(db, site, "--workers", "2")
+    try:
+        assert process.poll() is None, process.communicate()[1].decode()
+        root_key = keys.load_private_key(site / "root-key.pem")
+        mill = client.new_statement("org.registered", ROOT, uscc=make_uscc(12), name="磨坊",
+                                    roles=["producer"], region="350100")
+        submitted = httpx.post(url + "/v1/entries", json=client.sign(mill, root_key))
+        assert submitted.status_code == 201, submitted.text  # a checkpoint was signed
+    finally:
+        _stop(process)
+
+    if db.startswith("postgresql"):
+        monkeypatch.chdir(elsewhere)
+        capsys.readouterr()
+        assert main(["serve", "--db", db, "--port", str(free_port())]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "QLEDGER_LOG_KEY" in err
+        assert str(elsewhere / "log-key.pem") in err and "--log-key" in err
+        process, url = _serve(db, elsewhere, "--log-key", str(site / "log-key.pem"))
+        try:
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert httpx.get(url + "/v1/checkpoint").status_code == 200
+        finally:
+            _stop(process)
