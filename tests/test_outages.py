@@ -9,9 +9,11 @@ anonymous client where the database lives or what its driver said; the log does.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -196,3 +198,36 @@ def test_serve_finds_the_log_key_where_init_wrote_it(
             assert httpx.get(url + "/v1/checkpoint").status_code == 200
         finally:
             _stop(process)
+
+
+# ---- a client that drops its upload ----------------------------------------------------
+
+
+def test_a_client_that_drops_its_upload_leaves_no_traceback_and_no_entry(
+        db_url: str, tmp_path: Path) -> None:
+    """Half a batch, then the connection closes: the server's log holds at most one line
+    about it, no traceback, and the log of entries is as it was."""
+    world = World(db_url)
+    size = world.ledger.size()
+    key_file = tmp_path / "log-key.pem"
+    keys.write_private_key(key_file, world.log_key)
+    body = json.dumps([world.envelope("org.registered", ROOT, uscc=make_uscc(12), name="磨坊",
+                                      roles=["producer"], region="350100")]).encode()
+    log = tmp_path / "serve.log"
+    server = ServerProcess(db_url, key_file, log=log).start()
+    try:
+        before = log.read_text(errors="replace")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(b"POST /v1/entries/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Content-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
+                time.sleep(0.2)
+        time.sleep(1)
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    finally:
+        server.stop()
+    added = log.read_text(errors="replace")[len(before):]
+    assert "Traceback" not in added and "ClientDisconnect" not in added, added
+    assert len([line for line in added.splitlines() if "POST" in line]) <= 3
+    assert world.ledger.size() == size
