@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
-from api import metrics, problems, ratelimit, rawpath
+from api import edges, metrics, problems, ratelimit, rawpath
 from api.routes import casepages, cases, entries, feed, health, labels, log, pages, read, resolver
 from api.settings import Settings
 from ledger.application import Ledger
@@ -59,6 +60,7 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app = FastAPI(title="qledger", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.ledger = the_ledger
     app.state.settings = settings
+    app.state.link_base = settings.link_base  # computed once: the scan route writes links
     app.state.views = views
     problems.install(app)
     pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
@@ -77,7 +79,20 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     # Dispute cases: the case page and its spreadsheet and picture downloads.
     app.include_router(casepages.router)
     _document_any_problem(app)
+    _outermost(app, lambda inner: edges.Edges(inner, settings.allowed_hosts))
     return app
+
+
+def _outermost(app: FastAPI, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+    """Put `wrap` around the whole middleware stack, outside Starlette's error middleware:
+    a middleware added with `add_middleware` runs inside it, so the 500 answer for an
+    unexpected error would go out without the edges' headers."""
+    build = app.build_middleware_stack
+
+    def build_wrapped() -> ASGIApp:
+        return wrap(build())
+
+    app.build_middleware_stack = build_wrapped  # type: ignore[method-assign]
 
 
 def _document_any_problem(app: FastAPI) -> None:

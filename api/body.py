@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ledger.canonical import nesting_depth
 from ledger.errors import InvalidRequest, Rejected, Rejection
@@ -33,10 +33,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large(limit)
+    except ClientDisconnect:
+        # A client that drops its upload is nothing the operator must read a traceback
+        # about (Starlette logs one for any exception without a handler of its own): it
+        # becomes a refusal like any other, answered to no one, and nothing is recorded.
+        raise InvalidRequest("the client closed the connection before its whole body") from None
     return bytes(body)
 
 

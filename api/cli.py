@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--log-key", type=Path, help="the log signing key (PEM) `init` wrote (default: "
+                   "$QLEDGER_LOG_KEY, else log-key.pem beside a SQLite file, else ./log-key.pem)")
     p.set_defaults(run=cmd_serve)
 
     p = commands.add_parser(
@@ -420,9 +422,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port {args.port} is not a TCP port")
     if args.db:
         os.environ["QLEDGER_DB"] = args.db  # where every worker's create_app() opens it
+    if args.log_key is not None:
+        if not args.log_key.is_file():
+            raise UsageError(f"--log-key {args.log_key}: no such file")
+        os.environ["QLEDGER_LOG_KEY"] = str(args.log_key.resolve())
     ledger = _open_ledger(args)
     ledger.config  # noqa: B018 - no ledger: one line and exit 2, before listening
-    ledger.log_key()  # without it no append could be acknowledged
+    ledger.log_key()  # without it no append could be acknowledged; names the file it wanted
+    if not os.environ.get("QLEDGER_LOG_KEY"):
+        # Found where init writes it; the workers, started elsewhere, are told where.
+        from ledger.application import default_log_key_path
+
+        os.environ["QLEDGER_LOG_KEY"] = default_log_key_path(ledger.database)
+    _announce_links(args)
     where = {"host": args.host, "port": args.port}
     try:
         if args.workers == 1:
@@ -434,6 +446,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if e.code not in (None, 0):
             raise UsageError(f"the server could not start on {args.host}:{args.port}") from None
     return EXIT_OK
+
+
+def _announce_links(args: argparse.Namespace) -> None:
+    """Links and QR codes never take their host from a request (api.settings): with no
+    QLEDGER_RESOLVER nor QLEDGER_ALLOWED_HOSTS they name the address served here, which
+    the workers learn from QLEDGER_LISTEN_URL."""
+    wildcard = args.host in ("0.0.0.0", "::", "")
+    host = "localhost" if wildcard else (f"[{args.host}]" if ":" in args.host else args.host)
+    os.environ["QLEDGER_LISTEN_URL"] = f"http://{host}:{args.port}"
+    if not (os.environ.get("QLEDGER_RESOLVER") or os.environ.get("QLEDGER_ALLOWED_HOSTS")):
+        print(f"qledger: note: QR codes and links point at {os.environ['QLEDGER_LISTEN_URL']}; "
+              "set QLEDGER_RESOLVER to the resolver's public https:// address", file=sys.stderr)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

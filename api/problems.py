@@ -18,7 +18,11 @@ this time. A rejected request changes nothing. Kinds and statuses:
 400 `invalid-request`                       InvalidRequest; invalid path or query parameters
 404 `not-found`                             NotFound; no such route
 405 `method-not-allowed`                    wrong method on a route
-503 `storage`                               StorageError; the database cannot be reached
+400 `invalid-host`                          a Host header outside QLEDGER_ALLOWED_HOSTS
+503 `storage`                               StorageError, the drivers' operational errors: the
+                                            database cannot be used now. The detail is always
+                                            "storage unavailable"; the cause (host, port,
+                                            database, driver message) goes to the log only
 500 `verification-failed`                   VerificationError: the ledger's own data fails
 500 `internal-error`                        anything else (no stack trace is sent)
 
@@ -29,11 +33,14 @@ parameters add `"invalid-params": [{"name", "in", "reason"}, …]` (the RFC 9457
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -58,6 +65,13 @@ INVALID_REQUEST = "invalid-request"
 NOT_FOUND = "not-found"
 STORAGE = "storage"
 INTERNAL = "internal-error"
+STORAGE_DETAIL = "storage unavailable"
+
+log = logging.getLogger("qledger.api")
+# What the drivers raise when the database is down, locked or too slow, if it reaches an
+# answer unwrapped (psycopg_pool's PoolTimeout is a psycopg.OperationalError).
+_OUTAGES = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError,
+            sqlite3.OperationalError)
 
 _BAD_REQUEST = frozenset({Rejection.BAD_JSON, Rejection.BAD_ENVELOPE, Rejection.BAD_BASE64})
 _TOO_LARGE = frozenset({Rejection.PAYLOAD_TOO_LARGE, Rejection.TOO_MANY})
@@ -212,10 +226,11 @@ def answer(e: Exception) -> JSONResponse:
         return problem(INVALID_REQUEST, HTTPStatus.BAD_REQUEST, str(e))
     if isinstance(e, NotFound):
         return problem(NOT_FOUND, HTTPStatus.NOT_FOUND, str(e))
-    if isinstance(e, StorageError):
-        return problem(STORAGE, HTTPStatus.SERVICE_UNAVAILABLE, str(e))
-    if isinstance(e, (OperationalError, InterfaceError)):  # the library's "database is down"
-        return problem(STORAGE, HTTPStatus.SERVICE_UNAVAILABLE, "the database cannot be used now")
+    if isinstance(e, (StorageError, *_OUTAGES)):
+        # Anonymous clients learn that storage is unavailable, not where it lives nor
+        # what its driver said: that is for the operator, in one line of the log.
+        log.warning("storage unavailable: %s", str(e).replace("\n", " ") or type(e).__name__)
+        return problem(STORAGE, HTTPStatus.SERVICE_UNAVAILABLE, STORAGE_DETAIL)
     if isinstance(e, VerificationError):
         return problem("verification-failed", HTTPStatus.INTERNAL_SERVER_ERROR, str(e))
     if isinstance(e, RequestValidationError):
@@ -257,8 +272,8 @@ async def _handle(request: Request, e: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Route every error through `answer`, and document errors as problems."""
-    for kind in (LedgerError, RequestValidationError, StarletteHTTPException, OperationalError,
-                 InterfaceError, Exception):
+    for kind in (LedgerError, RequestValidationError, StarletteHTTPException, *_OUTAGES,
+                 Exception):
         app.add_exception_handler(kind, _handle)
     original: Callable[[], dict[str, Any]] = app.openapi
 

@@ -56,6 +56,13 @@ MAX_RETRIES = 20
 Clock = Callable[[], datetime]
 
 
+def default_log_key_path(database: Database) -> str:
+    """Where `qledger init` writes the log key when not told: beside a SQLite file, else
+    (PostgreSQL) log-key.pem in the current folder (CLI.md)."""
+    folder = os.getcwd() if database.is_postgres else os.path.dirname(os.path.abspath(database.url))
+    return os.path.join(folder, "log-key.pem")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -306,15 +313,14 @@ class Ledger(Application[UUID]):
     # ---- the verifiable log (PROTOCOL.md §3-4) ----------------------------------
 
     def log_key(self) -> Ed25519PrivateKey:
-        """The log signing key: given, else $QLEDGER_LOG_KEY, else log-key.pem beside
-        a SQLite database (where `qledger init` writes it)."""
+        """The log signing key: given, else $QLEDGER_LOG_KEY, else log-key.pem where
+        `qledger init` writes it (beside a SQLite database; for PostgreSQL, in the
+        current folder). Raises StorageError naming the file looked for."""
         if self._log_key is None:
-            path = os.environ.get("QLEDGER_LOG_KEY")
-            if not path and not self.database.is_postgres:
-                path = os.path.join(os.path.dirname(os.path.abspath(self.database.url)), "log-key.pem")
-            if not path or not os.path.exists(path):
+            path = os.environ.get("QLEDGER_LOG_KEY") or default_log_key_path(self.database)
+            if not os.path.exists(path):
                 raise StorageError(
-                    "no log signing key to sign checkpoints with: set QLEDGER_LOG_KEY "
+                    f"no log signing key at {path}: pass --log-key or set QLEDGER_LOG_KEY "
                     "to the PEM file `qledger init` wrote"
                 )
             key = load_private_key(Path(path))

@@ -21,7 +21,7 @@ from uuid import UUID
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 from psycopg.rows import tuple_row
@@ -43,6 +43,42 @@ class Recorded(NamedTuple):
     state: bytes
 
 DEFAULT_DB = "qledger.db"
+# How long any one wait for the database may last, in seconds (QLEDGER_STORAGE_TIMEOUT):
+# a connection, a connection from the pool, an answer on a connection whose server went
+# away. An outage then answers "storage unavailable" in seconds, not in minutes.
+DEFAULT_STORAGE_TIMEOUT = 5
+# How long a writer waits for another's lock (QLEDGER_LOCK_TIMEOUT): writers queue behind
+# a long batch on purpose, so longer than a wait for a server that does not answer.
+DEFAULT_LOCK_TIMEOUT = 30
+
+
+def _seconds(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+def storage_timeout() -> int:
+    return _seconds("QLEDGER_STORAGE_TIMEOUT", DEFAULT_STORAGE_TIMEOUT)
+
+
+class BoundedPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL factory, with its connections' waits bounded.
+
+    The library gives its pool a wait (POSTGRES_CONNECT_TIMEOUT) but opens connections
+    with libpq's defaults: no connect timeout (psycopg then waits 130 s) and no keepalive,
+    so a server that went away held a read until the kernel gave up on the socket."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        seconds = int(self.env.get("POSTGRES_CONNECT_TIMEOUT") or DEFAULT_STORAGE_TIMEOUT)
+        self.datastore.pool.kwargs.update({  # type: ignore[union-attr]
+            "connect_timeout": max(2, seconds),  # libpq's least
+            # A server that stops acknowledging (host down, network cut): sent data
+            # unacknowledged for this long closes the connection, an idle one is probed.
+            "tcp_user_timeout": seconds * 1000,
+            "keepalives": 1, "keepalives_idle": max(1, seconds), "keepalives_interval": 1,
+            "keepalives_count": 3,
+        })
 
 
 class TreeNodesMissing(LedgerError):
@@ -685,7 +721,7 @@ class Database:
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": self.url,
-                "SQLITE_LOCK_TIMEOUT": "30",
+                "SQLITE_LOCK_TIMEOUT": str(_seconds("QLEDGER_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)),
                 "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteLedgerRecorder),
                 "CREATE_TABLE": "y",
             }
@@ -693,14 +729,15 @@ class Database:
         dbname = unquote(parts.path.lstrip("/")) or "postgres"
         query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": get_topic(BoundedPostgresFactory),
             "POSTGRES_DBNAME": dbname,
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or os.environ.get("USER", "postgres")),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_SCHEMA": query.get("schema", "public"),
-            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_LOCK_TIMEOUT": str(_seconds("QLEDGER_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)),
+            "POSTGRES_CONNECT_TIMEOUT": str(storage_timeout()),  # the pool's wait
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_MAX_OVERFLOW": "4",
             "APPLICATION_RECORDER_TOPIC": get_topic(PostgresLedgerRecorder),
@@ -726,7 +763,7 @@ class Database:
 
         url = self.url.split("?", 1)[0]
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=max(2, storage_timeout()))
         except psycopg.Error as e:
             raise StorageError(f"cannot reach PostgreSQL at {self.describe()}: {e}") from None
         with conn:

@@ -230,6 +230,19 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
 
     def _create_table(self, curs: Any) -> None:
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+        # The library looked for the tracking table before this lock was taken: when
+        # several workers start on a fresh schema, all of them saw none, and every one
+        # after the first would insert the table's `__migration__` row again and die
+        # ("Failed to record tracking for __migration__ 1"). Look again, under the lock.
+        table = f"{self.datastore.schema}.{self.tracking_table_name}"
+        curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (table,))
+        row = curs.fetchone()
+        if row is not None and row["present"]:
+            self.tracking_table_exists = True
+            curs.execute(self.max_tracking_id_statement, (self.table_migration_identifier,))
+            found = curs.fetchone()
+            self.tracking_migration_previous = self.tracking_migration_current = (
+                found["max"] if found is not None else None)
         super()._create_table(curs)
         curs.execute(self._search_path)
         for statement in create_statements():

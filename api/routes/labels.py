@@ -43,7 +43,7 @@ async def label_sheet(
         raise InvalidRequest("ask for {lot}.pdf or {lot}.svg")
     gtin14, lot = _gtin(gtin), _lot(lot)
     product = scan.scan(views, gtin14, lot).batch.product  # 404 for a batch not recorded
-    resolver = request.app.state.settings.resolver or str(request.base_url)
+    resolver = request.app.state.link_base  # configured, never the Host header
     sheet = labels.run_labels(resolver, gtin14, lot, product, count, serial_from)
     if kind == "svg":
         return Response(labels.sheet_svg(sheet), media_type="image/svg+xml")

@@ -122,11 +122,11 @@ def current_blacklist(views: ViewsDep) -> dict[str, Any]:
 )
 def batch_qr(gtin: str, name: str, request: Request) -> Response:
     """A QR code holding `https://<resolver>/01/<GTIN-14>/10/<lot>`; the resolver is
-    QLEDGER_RESOLVER, else this server's own address."""
+    configured (QLEDGER_RESOLVER, else api.settings.Settings.link_base)."""
     lot, dot, kind = name.rpartition(".")
     if not dot or kind not in ("svg", "png"):
         raise InvalidRequest("ask for {lot}.svg or {lot}.png")
-    resolver = request.app.state.settings.resolver or str(request.base_url)
+    resolver = request.app.state.link_base  # configured, never the Host header
     uri = qr.digital_link(resolver, _gtin(gtin), _lot(lot))
     if kind == "svg":
         return Response(qr.qr_svg(uri), media_type="image/svg+xml")

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.datastructures import URL
 
 from api.pages import render_scan
 from api.product_page import render_product
@@ -104,27 +102,10 @@ def _responses(json_example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 
 def _base(request: Request) -> str:
-    """The configured resolver URL, else the request's base URL (`request.base_url`)."""
-    resolver: str | None = request.app.state.settings.resolver
-    if resolver:
-        return resolver.rstrip("/")
-    scope = request.scope
-    host = next((value for key, value in scope["headers"] if key == b"host"), None)
-    server = scope.get("server")
-    return _base_url(scope.get("scheme", "http"), None if server is None else tuple(server),
-                     scope.get("app_root_path", scope.get("root_path", "")), host)
-
-
-@lru_cache(maxsize=64)
-def _base_url(scheme: str, server: tuple[str, int] | None, root_path: str,
-              host: bytes | None) -> str:
-    # `request.base_url` copies the scope and parses the Host header on every request;
-    # it depends only on these four, which every request to one server shares.
-    return str(URL(scope={
-        "scheme": scheme, "server": server, "root_path": root_path, "query_string": b"",
-        "path": root_path if root_path.endswith("/") else root_path + "/",
-        "headers": [] if host is None else [(b"host", host)],
-    })).rstrip("/")
+    """The scheme and host of links (`Settings.link_base`): configured, never the
+    request's Host header, which anyone can set."""
+    base: str = request.app.state.link_base
+    return base
 
 
 def _moved(path: str, request: Request) -> RedirectResponse:
