@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pytest
@@ -105,9 +105,11 @@ def test_the_recalled_lots_own_qr_code_lands_on_its_red_page_not_on_lot_a1(
     page = httpx.get(uri, headers=HTML)
     assert page.status_code == 200 and 'class="banner recalled"' in page.text
     assert "banner ok" not in page.text
-    # The server draws the same code for the same lot.
+    # The server draws the same code for the same lot (under its configured resolver
+    # host, which this test server leaves at its default, never the request's Host).
     png = httpx.get(f"{server}/v1/qr/{BREAD}/{RECALLED_PATH}.png")
-    assert png.status_code == 200 and _decode_qr(png.content) == uri
+    assert png.status_code == 200
+    assert urlsplit(_decode_qr(png.content)).path == urlsplit(uri).path
     # What the code used to land on, and what an unencoded URI still means (GS1 Digital
     # Link: bare slashes separate the keys): lot A1, serial 7, a green page.
     decoy = httpx.get(f"{server}/01/{BREAD}/10/{RECALLED}", headers=JSON).json()
