@@ -18,7 +18,10 @@ this time. A rejected request changes nothing. Kinds and statuses:
 400 `invalid-request`                       InvalidRequest; invalid path or query parameters
 404 `not-found`                             NotFound; no such route
 405 `method-not-allowed`                    wrong method on a route
+403 `export-too-large`                      a case's bundle beyond the server's bound
 503 `storage`                               StorageError; the database cannot be reached
+503 `exports-busy`                          the export pool and its queue are full
+                                            (with Retry-After; api/export_pool.py)
 500 `verification-failed`                   VerificationError: the ledger's own data fails
 500 `internal-error`                        anything else (no stack trace is sent)
 
