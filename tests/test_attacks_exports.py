@@ -180,9 +180,13 @@ def test_scans_answer_while_exports_build(tmp_path: Path) -> None:
             assert statuses == [200] * len(exports)
             # The exports were still building while the scans answered...
             assert max(finished) > scanned, (max(finished) - started, scanned - started)
-            # ...and every scan answered promptly all the same: the generous bound allows
-            # for the interpreter lock the scan shares with the builds.
-            assert max(loaded) < max(1.0, 25 * idle), (idle, loaded)
+            # ...and every scan answered promptly all the same: not after an export (the
+            # five scans together took a small part of the time the exports took), and
+            # each within a generous bound that allows for the interpreter lock the scan
+            # shares with the builds and for the other work of a shared machine.
+            took = max(finished) - started
+            assert sum(loaded) < took / 4, (idle, loaded, took)
+            assert max(loaded) < max(2.0, 25 * idle), (idle, loaded)
             print(f"scan idle {idle * 1000:.1f} ms, loaded max {max(loaded) * 1000:.1f} ms, "
                   f"exports done after {max(finished) - started:.1f} s")
     finally:
