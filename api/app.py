@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from api import metrics, problems, ratelimit
+from api import metrics, problems, ratelimit, rawpath
 from api.case_exports import CaseExports
 from api.routes import casepages, cases, entries, feed, health, labels, log, pages, read, resolver
 from api.settings import Settings
@@ -67,6 +67,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     problems.install(app)
     pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
     app.state.metrics = metrics.Metrics()
+    # Before the router: an encoded `/` in an identifier stays in its path segment.
+    app.add_middleware(rawpath.RawPathRouting)
     # The last added runs first: a request refused for its rate is not timed.
     app.add_middleware(metrics.TimedRoutes, metrics=app.state.metrics)
     if settings.read_rate_per_minute > 0:

@@ -211,10 +211,19 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _open_ledger(args: argparse.Namespace) -> Any:
+def _open_ledger(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The ledger at --db / $QLEDGER_DB. Only `init` and `import` may start a new SQLite
+    file: anywhere else a mistyped path would open an empty ledger and answer as if it
+    were the real one ("the blacklist is empty")."""
     from ledger.application import Ledger
+    from ledger.errors import NotFound
+    from ledger.store import Database
 
-    return Ledger(args.db)
+    database = Database.from_env(args.db)
+    if not create and not database.is_postgres and not os.path.exists(database.url):
+        raise NotFound(f"no ledger at {database.url}: the file does not exist "
+                       "(check --db or QLEDGER_DB; `qledger init` creates one)")
+    return Ledger(database)
 
 
 def _beside_database(args: argparse.Namespace, name: str) -> Path:
@@ -234,7 +243,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     validate_region(args.root_region)
     if not args.origin or any(c.isspace() for c in args.origin) or "+" in args.origin:
         raise UsageError("--origin must be non-empty, without spaces or '+'")
-    ledger = _open_ledger(args)
+    ledger = _open_ledger(args, create=True)
     if ledger.size() > 0 or ledger.is_created():
         raise UsageError(f"{ledger.database.describe()} holds a ledger already; init refuses it")
     log_key_path = args.log_key or _beside_database(args, "log-key.pem")
@@ -363,6 +372,8 @@ def _body_chunks(texts: Iterator[str], size: int, max_bytes: int) -> Iterator[li
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.file != "-" and not Path(args.file).exists():
+        raise UsageError(f"{args.file}: no such file")  # before the ledger: the first mistake
     envelopes = iter_envelopes(args.file)
     if args.url:
         from api.remote import Server, dumps
@@ -506,7 +517,8 @@ def cmd_org(args: argparse.Namespace) -> int:
     print(f"{org['uscc']} {org['name']} ({'/'.join(org['roles'])}, region {org['region']})")
     print(f"credit: {credit['score']} grade {credit['grade']}{listed} [{credit['policy']}]")
     for line in credit["explain"]:
-        print(f"  entry {line['entry']:>6}  {line['delta']:+4d}  {line['reason']}")
+        entry = "" if line["entry"] is None else line["entry"]
+        print(f"  entry {entry:>6}  {line['delta']:+4d}  {line['reason']}")
     return EXIT_OK
 
 

@@ -92,8 +92,9 @@ class TimedRoutes:
         await self.app(scope, receive, timed)
         if answered:
             # The route template, never the raw path: one series per route, not per
-            # GTIN. The router writes the matched route into this same scope.
-            name = getattr(scope.get("route"), "path", "unmatched")
+            # GTIN, and without its convertors (`{lot}`, not `{lot:segment}`). The router
+            # writes the matched route into this same scope.
+            name = getattr(scope.get("route"), "path_format", "unmatched")
             self.metrics.observe(scope["method"], name, answered - began)
 
 

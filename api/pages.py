@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from ledger.text import scrub
 
 from api.regions import province
 
@@ -50,6 +53,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "action": "事项", "latest": "最近", "records": "条记录",
         "rule_start": "初始分", "rule_check": "抽检不合格", "rule_recall": "召回",
         "rule_case": "投诉属实", "rule_adjusted": "监管调整", "rule_award": "获得荣誉",
+        "rule_clamp": "分值上下限（0–100）",
         "error": "出错了", "home": "返回", "credit": "企业信用", "nav_blacklist": "黑名单",
         "lowest_note": "列入黑名单的企业无论分数高低，一律评为最低等级。",
     },
@@ -88,7 +92,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "latest": "latest", "records": "records",
         "rule_start": "starting score", "rule_check": "failed check", "rule_recall": "recall",
         "rule_case": "substantiated complaint", "rule_adjusted": "regulator's adjustment",
-        "rule_award": "award", "error": "Something went wrong", "home": "back",
+        "rule_award": "award", "rule_clamp": "score bounds (0–100)",
+        "error": "Something went wrong", "home": "back",
         "credit": "Enterprise credit", "nav_blacklist": "Blacklist",
         "lowest_note": "A blacklisted organization gets the lowest grade, whatever its score.",
     },
@@ -112,7 +117,7 @@ _CODES = {
 
 _RULES = (("start", "rule_start"), ("check.failed", "rule_check"), ("recall", "rule_recall"),
           ("case.", "rule_case"), ("credit.adjusted", "rule_adjusted"),
-          ("award", "rule_award"))
+          ("award", "rule_award"), ("clamp", "rule_clamp"))
 
 
 def language(value: str | None) -> str:
@@ -148,6 +153,10 @@ _ENV = Environment(
     autoescape=select_autoescape(["html"], default_for_string=True, default=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    # Every value a page shows passes ledger.text.scrub first: free text recorded before
+    # EVENTS.md's rule shows its overrides and noncharacters as U+FFFD, never raw.
+    finalize=lambda value: value if isinstance(value, Markup) or not isinstance(value, str)
+    else scrub(value),
 )
 _ENV.filters.update(day=_day)
 

@@ -28,6 +28,11 @@ The checks, in order:
     `generated_at` is a ledger timestamp not before the newest entry. Nothing can
     attest when a bundle was written, so this is the one value a changed byte may leave
     looking valid: read it as the exporter's claim.
+11. `manifest` (ledger.log.manifest) is signed by the log key (the pinned one if given),
+    is of the checkpoint's log at its tree size and root, is about this bundle's subject
+    (the `case`; for a batch bundle, a batch whose batch.produced entry the bundle holds),
+    and hashes exactly the indexes of the bundle's entries: an entry cut out or added
+    fails, whoever rewrote the rest.
 
 Every failure is one line; the verdict lists them all rather than stopping at the first.
 """
@@ -48,7 +53,9 @@ from ledger.envelope import Envelope
 from ledger.errors import LedgerError, Rejected, VerificationError
 from ledger.keys import check_prime_order, encode_public_key
 from ledger.log.hasher import leaf_hash
+from ledger.log.manifest import Manifest, manifest_failures, verify_manifest
 from ledger.log.verify import (
+    MAX_TREE_SIZE,
     Checkpoint,
     inclusion_step,
     parse_verifier_key,
@@ -63,7 +70,7 @@ from ledger.timeline import timeline
 __all__ = ["BUNDLE_FIELDS", "UnreadableBundle", "Verdict", "verify_bundle"]
 
 BUNDLE_FIELDS = frozenset({"bundle_version", "case", "generated_at", "log_key", "checkpoint",
-                           "entries", "signers", "timeline"})
+                           "entries", "signers", "manifest", "timeline"})
 _ITEM_FIELDS = frozenset({"index", "entry", "inclusion"})
 _ENTRY_FIELDS = frozenset({"envelope", "recorded_at"})
 _SIGNER_FIELDS = frozenset({"org", "public_key", "registered_by_entry"})
@@ -168,6 +175,9 @@ def _verify(bundle: dict[str, Any], data: bytes, log_key: str | None,
         fail("signers and timeline not checked: not every entry could be read")
     _check_case(bundle.get("case"), entries, fail)
     _check_generated_at(bundle.get("generated_at"), entries, fail)
+
+    # 11. The manifest: nothing cut out, nothing added.
+    _check_manifest(bundle, log_key, checkpoint, items, entries, fail)
     return verdict
 
 
@@ -504,6 +514,52 @@ def _authority(by: str, org: str, orgs: dict[str, list[str]], *, regulator: bool
     if "regulator" in orgs[org]:
         return None if root else "only the root regulator manages another regulator's keys"
     return None if regulator else "it is neither a regulator nor that organization"
+
+
+# ---- the manifest --------------------------------------------------------------------------
+
+
+def _check_manifest(bundle: dict[str, Any], pinned: str | None, checkpoint: Checkpoint | None,
+                    items: list[Any], entries: Sequence[_Entry], fail: Any) -> None:
+    """Step 11. A missing manifest is already a missing field (step 2)."""
+    if "manifest" not in bundle:
+        return
+    note = bundle["manifest"]
+    if not isinstance(note, str):
+        fail("manifest must be a string")
+        return
+    key = pinned if pinned is not None else bundle.get("log_key")
+    if not isinstance(key, str):
+        return  # step 3 said so
+    try:
+        manifest = verify_manifest(note, parse_verifier_key(key))
+    except VerificationError as e:
+        fail(f"manifest: {e}")
+        return
+    if "case" in bundle:  # else step 2 said so
+        _check_subject(manifest, bundle["case"], entries, fail)
+    # Every listed index counts, well-formed entry or not: the hashed set is the list's.
+    indexes = [i["index"] for i in items if isinstance(i, dict) and type(i.get("index")) is int
+               and 0 <= i["index"] <= MAX_TREE_SIZE]
+    for line in manifest_failures(manifest, checkpoint, indexes):
+        fail(line)
+
+
+def _check_subject(manifest: Manifest, case: Any, entries: Sequence[_Entry], fail: Any) -> None:
+    """A case bundle's manifest names its `case`; a batch bundle's (case null) a batch the
+    bundle records the production of. Other kinds (an org's credit report) are not bundles
+    of this form."""
+    said = manifest.subject_line
+    if isinstance(case, str):
+        if (manifest.kind, manifest.subject) != ("case", (case,)):
+            fail(f"manifest: it is about {said}, the bundle about case {case!r}")
+    elif case is None:
+        if manifest.kind != "batch":
+            fail(f"manifest: it is about {said}, the bundle (case null) about a batch")
+        elif not any(e.statement.type == "batch.produced"
+                     and (e.statement.body["gtin"], e.statement.body["lot"]) == manifest.subject
+                     for e in entries):
+            fail(f"manifest: it is about {said}, whose batch.produced entry the bundle lacks")
 
 
 # ---- what is derived ----------------------------------------------------------------------

@@ -241,6 +241,10 @@ def _check_gtin(kind: str, value: str, lengths: tuple[int, ...], expected_len: s
     expected = gtin_check_digit(value[:-1])
     if value[-1] != expected:
         raise _reject(f"{kind} {value} has a wrong check digit (expected {expected})")
+    if not value.strip("0"):
+        # Its check digit is valid (zeros weigh nothing), but no GS1 company prefix is
+        # all zeros: it names no trade item, and scanners read it from blank labels.
+        raise _reject(f"{kind} {value} is all zeros and names no trade item")
     return value
 
 

@@ -238,7 +238,7 @@ def blacklist_added(ctx: Context) -> None:
     ctx.check_refs(ctx.body["refs"])
     org = ctx.org(ctx.body["org"], "org")
     if ctx.replacing is None:
-        org.blacklist(entry=ctx.index)
+        org.blacklist(entry=ctx.index, at=ctx.now, until=ctx.body["until"])
 
 
 def blacklist_removed(ctx: Context) -> None:
@@ -246,7 +246,7 @@ def blacklist_removed(ctx: Context) -> None:
     ctx.check_refs(ctx.body["refs"])
     org = ctx.org(ctx.body["org"], "org")
     if ctx.replacing is None:
-        org.delist(entry=ctx.index)
+        org.delist(entry=ctx.index, at=ctx.now)
 
 
 def award_granted(ctx: Context) -> None:
@@ -339,7 +339,7 @@ ACTED_ON: dict[str, tuple[str, ...]] = {
     "batch.produced": ("quantity", "inputs"),
     "batch.shipped": ("quantity",),
     "batch.received": ("quantity",),
-    "blacklist.added": (),
+    "blacklist.added": ("until",),
     "blacklist.removed": (),
     "case.opened": ("respondent",),
     "case.resolved": (),

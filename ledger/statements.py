@@ -24,6 +24,7 @@ from ledger.identifiers import (
     validate_uscc,
 )
 from ledger.keys import decode_public_key
+from ledger.text import forbidden_text
 from ledger.timefmt import parse_time
 
 ROLES = ("regulator", "producer", "distributor", "retailer", "lab")
@@ -79,11 +80,6 @@ lot = _identifier(validate_lot)
 region = _identifier(validate_region)
 org_code = _identifier(validate_org_code)
 
-# Control characters other than newline and tab have no place in a record that is
-# shown on pages and printed in reports.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
 def text(max_len: int = 500) -> Check:
     def check(value: Any, path: str) -> str:
         if not isinstance(value, str):
@@ -92,8 +88,9 @@ def text(max_len: int = 500) -> Check:
             raise _bad(path, "must not be empty")
         if len(value) > max_len:
             raise _bad(path, f"is {len(value)} characters long; at most {max_len} allowed")
-        if _CONTROL.search(value):
-            raise _bad(path, "contains a control character")
+        problem = forbidden_text(value)
+        if problem:
+            raise _bad(path, f"contains {problem}")
         return value
 
     return check

@@ -34,6 +34,7 @@ from api.app import create_app
 from api.cli import main
 from api.settings import Settings
 from ledger import client as signing
+from ledger import keys
 from ledger.bundle import verify_bundle
 from ledger.rules import MAX_CASE_CITATIONS
 from tests.support import ROOT, World, make_gtin, make_uscc
@@ -324,7 +325,10 @@ def test_a_public_bundle_beyond_the_bound_is_a_problem_naming_it(
             assert f"would hold {len(case_entries(crowd.views, CASE))} entries" in \
                 problem["detail"]
         assert len(selections) == 1 + 2  # one refused build; case_entries above twice
-    # The operator's CLI is not bounded: it writes the whole bundle, which verifies.
+    # The operator's CLI is not bounded: it writes the whole bundle, which verifies (the
+    # CLI signs the bundle's manifest with the log key).
+    keys.write_private_key(tmp_path / "log.pem", crowd.world.log_key)
+    monkeypatch.setenv("QLEDGER_LOG_KEY", str(tmp_path / "log.pem"))
     out = tmp_path / "case.bundle.json"
     assert main(["bundle", "--db", db_url, "--case", CASE, "-o", str(out)]) == 0
     assert verify_bundle(out.read_bytes()).failures == []

@@ -123,6 +123,7 @@ def test_the_case_bundle_is_the_selection_with_proofs_signers_and_a_timeline(
     bundle = json.loads(data)
     assert bundle["bundle_version"] == 1 and bundle["case"] == CASE
     assert bundle["log_key"] == ledger.config.log_key
+    assert bundle["manifest"].startswith(f"{ledger.config.origin}/bundle\ncase {CASE}\n")
     assert [e["index"] for e in bundle["entries"]] == case_entries(views, CASE)
     # Each entry is the stored one, its inclusion proof against the bundle's checkpoint.
     size = ledger.size()
@@ -201,6 +202,20 @@ def test_the_bundle_over_http_is_the_one_the_cli_writes(
     err = capsys.readouterr().err
     assert err == "qledger: case NOPE was never opened\n"
     assert not (tmp_path / "x").exists()
+
+
+def test_a_bundle_is_not_written_without_the_log_key_to_sign_its_manifest(
+    shop: tuple[Ledger, Views], db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The stored checkpoint would do for the proofs, but the manifest is signed per bundle:
+    # a command without the key says so in one line and writes nothing.
+    monkeypatch.delenv("QLEDGER_LOG_KEY", raising=False)
+    out = tmp_path / "case.bundle.json"
+    assert main(["bundle", "--db", db_url, "--case", CASE, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qledger: no log signing key") and err.count("\n") == 1
+    assert not out.exists()
 
 
 # ---- evidence cited, corrections, the case's own record -------------------------------------

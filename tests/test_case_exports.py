@@ -352,7 +352,9 @@ def test_the_case_page_escapes_the_summary_and_serves_the_downloads(hostile: Hos
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &#39;; DROP TABLE v_cases; --" in page.text
     assert 'class="case-trace"' in page.text  # the picture, inline
     for name in ("entries.csv", "entries.xlsx", "trace.svg", "bundle"):
-        assert f'href="/v1/cases/{HOSTILE_CASE}/{name}' in page.text
+        # The id is one path segment, its '/' encoded (PROTOCOL.md §5), and the link works.
+        assert f'href="/v1/cases/QX%2F2026%3A01/{name}' in page.text
+        assert client.get(f"/v1/cases/QX%2F2026%3A01/{name}").status_code == 200
     # The SQL in the summary was data: the case is still there.
     assert case_view(hostile.views, HOSTILE_CASE).summary == SUMMARY
     svg = client.get(f"/v1/cases/{HOSTILE_CASE}/trace.svg")

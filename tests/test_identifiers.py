@@ -7,7 +7,7 @@ from collections.abc import Callable
 from uuid import uuid5
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from stdnum.cn import uscc as stdnum_uscc
 
@@ -228,11 +228,17 @@ def test_gtin_non_digits_are_named(value: str, char: str, position: int) -> None
 
 @given(st.text(alphabet="0123456789", min_size=12, max_size=12), st.integers(1, 9))
 def test_any_body_with_its_check_digit_is_a_gtin13(body: str, shift: int) -> None:
+    assume(body.strip("0"))  # all zeros is refused on its own (below)
     check = gtin_check_digit(body)
     gtin13 = body + check
     assert normalize_gtin(gtin13) == "0" + gtin13
     wrong = body + str((int(check) + shift) % 10)
     assert f"(expected {check})" in rejection(normalize_gtin, wrong)
+
+
+def test_an_all_zero_gtin_is_refused_though_its_check_digit_is_right() -> None:
+    for zeros in ("00000000", "000000000000", "0000000000000", "00000000000000"):
+        assert "all zeros" in rejection(normalize_gtin, zeros)
 
 
 # --- Lot (GS1 AI 10) -----------------------------------------------------------------

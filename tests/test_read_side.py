@@ -301,7 +301,7 @@ def test_the_mill_lost_ten_for_the_failed_check_and_eight_for_the_recall(story: 
     assert [(p.entry, p.score) for p in c.history] == [
         (story.entry[f"registered {MILL}"], 100), (story.entry["flour check"], 90),
         (story.entry["recall"], 82)]
-    assert {line.policy for line in c.explain} == {"default-2026.1"}
+    assert {line.policy for line in c.explain} == {"default-2026.2"}
 
 
 def test_the_bakery_lost_five_for_the_substantiated_complaint(story: Story) -> None:
@@ -425,10 +425,14 @@ def test_an_award_counts_five_while_it_is_valid(story: Story) -> None:
                                valid_until="2027-01-01T00:00:00Z")
     during = credit(story.views, FARM, at=datetime(2026, 12, 1, tzinfo=UTC))
     after = credit(story.views, FARM, at=datetime(2027, 2, 1, tzinfo=UTC))
-    assert (during.score, [a.entry for a in during.awards]) == (105, [award.index])
+    # A clean record is already 100, the top of the scale (EVENTS.md clamps to 0…100):
+    # the award is listed and explained, and the clamp takes its five points back.
+    assert (during.score, [a.entry for a in during.awards]) == (100, [award.index])
+    assert [(line.rule, line.delta) for line in during.explain][-2:] == [
+        ("award.granted", 5), ("clamp", -5)]
     assert (after.score, after.awards) == (100, ())
     assert [(p.at, p.delta, p.score) for p in after.history] == [
-        ("2026-11-22T08:00:00.000Z", 100, 100), ("2026-11-22T08:00:00.000Z", 5, 105),
+        ("2026-11-22T08:00:00.000Z", 100, 100), ("2026-11-22T08:00:00.000Z", 5, 100),
         ("2027-01-01T00:00:00Z", -5, 100)]
 
 
@@ -480,9 +484,9 @@ def test_a_follower_with_its_own_connection_catches_up_to_the_same_views(
     follower = Views(other)
     try:
         assert follower.catch_up() == 0  # the writer's views are up to date already
-        story.world.submit("credit.adjusted", ROOT, org=FARM, delta=3, reason="诚信示范",
-                           basis="地方信用激励办法", refs=[])
-        assert credit(follower, FARM).score == 103  # the writer caught up, in the same tables
+        story.world.submit("credit.adjusted", ROOT, org=FARM, delta=-3, reason="标签不规范",
+                           basis="地方信用管理办法", refs=[])
+        assert credit(follower, FARM).score == 97  # the writer caught up, in the same tables
         assert follower.dump() == story.views.dump()
     finally:
         follower.close()

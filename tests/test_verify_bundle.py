@@ -172,8 +172,12 @@ def test_an_inclusion_proof_against_another_checkpoint_fails(evidence: Evidence)
     later = json.loads(evidence.later)
     bundle["checkpoint"] = later["checkpoint"]
     found = failures(canonical_bytes(bundle))
-    assert len(found) == len(bundle["entries"])
-    assert all("not proven in the checkpoint's tree of" in line for line in found)
+    # The manifest, signed at the first bundle's tree head, is not of this checkpoint either.
+    early_size = verify_checkpoint(evidence.bundle()["checkpoint"], evidence.log_key).size
+    later_size = verify_checkpoint(later["checkpoint"], evidence.log_key).size
+    assert found[-1] == f"manifest: it is at tree size {early_size}, the checkpoint at {later_size}"
+    assert len(found[:-1]) == len(bundle["entries"])
+    assert all("not proven in the checkpoint's tree of" in line for line in found[:-1])
     # One entry's proof from the later bundle in the earlier one: that entry alone fails.
     bundle = evidence.bundle()
     bundle["entries"][5]["inclusion"] = later["entries"][5]["inclusion"]
@@ -219,7 +223,9 @@ def test_a_timeline_line_rewritten_fails(evidence: Evidence) -> None:
 def test_a_case_the_bundle_does_not_open_fails(evidence: Evidence) -> None:
     bundle = evidence.bundle()
     bundle["case"] = "C-2026-999"
-    assert failures(canonical_bytes(bundle)) == ["no entry of the bundle opens case 'C-2026-999'"]
+    assert failures(canonical_bytes(bundle)) == [
+        "no entry of the bundle opens case 'C-2026-999'",
+        f"manifest: it is about case {CASE}, the bundle about case 'C-2026-999'"]
 
 
 def test_signatures_checked_on_other_cores_still_catch_a_forged_one(

@@ -109,7 +109,8 @@ class Model:
                 opened = next(o for o in self.signed.values()
                               if o["type"] == "case.opened" and o["case"] == s["case"])
                 score[opened["respondent"]] += p.case_points(s["finding"])
-        return score
+        # EVENTS.md "Credit": the sum of the lines, clamped to 0…100.
+        return {org: max(0, min(100, total)) for org, total in score.items()}
 
     def checks(self, key: Key) -> list[tuple[int, str]]:
         out = []

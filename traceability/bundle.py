@@ -8,7 +8,11 @@ Every inclusion proof is against the latest checkpoint, read after the selection
 its tree covers every selected entry. `generated_at` is the ledger clock's time of
 writing: it is the one field nothing attests (the verifier checks only that it is a
 ledger timestamp not before the newest entry). A bundle about one batch, not a case,
-has `"case": null`.
+has `"case": null`; its manifest names the batch.
+
+The manifest (DISPUTES.md, ledger.log.manifest) is the ledger's signed claim of what it
+selected: the subject, the checkpoint's tree head and the hash of the selected indexes,
+signed with the log key. Without it, a bundle with an entry cut out would still verify.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ledger.application import format_recorded_at
 from ledger.canonical import canonical_bytes
 from ledger.errors import StorageError
-from ledger.log.verify import verify_checkpoint
+from ledger.log.manifest import Manifest, sign_manifest
+from ledger.log.verify import Checkpoint, verify_checkpoint
 from ledger.timeline import timeline
 from traceability.evidence import KEYID_PATTERN as _KEYID
 from traceability.export_cache import ExportRefused
 from traceability.evidence import Selection, batch_selection, case_selection
+from traceability.trace import batch_key
 from traceability.views import Views
 
 BUNDLE_VERSION = 1
@@ -45,6 +53,7 @@ class Bundle:
     entries: list[tuple[int, str, list[bytes]]]  # (index, entry text, inclusion proof)
     signers: dict[str, dict[str, Any]]
     timeline: list[dict[str, Any]]
+    manifest: str  # the signed note naming the subject and the selected indexes
 
     def to_bytes(self) -> bytes:
         """The bundle's one byte form: JCS, members in JCS order, entries spliced in as stored
@@ -61,6 +70,7 @@ class Bundle:
             (b"entries", b"[" + entries + b"]"),
             (b"generated_at", canonical_bytes(self.generated_at)),
             (b"log_key", canonical_bytes(self.log_key)),
+            (b"manifest", canonical_bytes(self.manifest)),
             (b"signers", canonical_bytes(self.signers)),
             (b"timeline", canonical_bytes(self.timeline)),
         ]
@@ -76,7 +86,8 @@ def _hashes(proof: list[bytes]) -> bytes:
 
 
 def case_bundle(views: Views, case_id: str, max_entries: int | None = None) -> Bundle:
-    """The bundle of case `case_id`. Raises NotFound for a case never opened, and
+    """The bundle of case `case_id`. Raises NotFound for a case never opened,
+    StorageError without the log signing key (the manifest is signed per bundle), and
     ExportRefused when it would hold more than `max_entries` entries (checked on the
     selection, before any proof is built: the proofs and their text are the cost)."""
     selection = case_selection(views, case_id)
@@ -85,23 +96,27 @@ def case_bundle(views: Views, case_id: str, max_entries: int | None = None) -> B
             f"the bundle of case {case_id} would hold {len(selection.indexes)} entries; "
             f"this server publishes bundles of at most {max_entries} (its operator can write "
             "larger ones with `qledger bundle --case`)")
-    return _bundle(views, case_id, selection)
+    return _bundle(views, case_id, ("case", (case_id,)), selection)
 
 
 def batch_bundle(views: Views, gtin: str, lot: str) -> Bundle:
-    """The bundle of one batch (`case` null). Raises InvalidRequest, NotFound."""
-    return _bundle(views, None, batch_selection(views, gtin, lot))
+    """The bundle of one batch (`case` null). Raises InvalidRequest, NotFound, StorageError."""
+    selection = batch_selection(views, gtin, lot)
+    return _bundle(views, None, ("batch", batch_key(gtin, lot)), selection)
 
 
 def serialize(bundle: Bundle) -> bytes:
     return bundle.to_bytes()
 
 
-def _bundle(views: Views, case: str | None, selection: Selection) -> Bundle:
+def _bundle(views: Views, case: str | None, subject: tuple[str, tuple[str, ...]],
+            selection: Selection) -> Bundle:
     ledger = views.ledger
+    signing_key = ledger.log_key()  # asked first: without it there is no manifest, no bundle
     log_key = ledger.config.log_key
     checkpoint = ledger.checkpoint()
-    size = verify_checkpoint(checkpoint, log_key).size
+    head = verify_checkpoint(checkpoint, log_key)
+    size = head.size
     proofs = ledger.inclusion_proofs(selection.indexes, size)
     statements = [(i, _statement(selection.entries[i].text)) for i in selection.indexes]
     signing = {k for e in selection.entries.values() for k in _KEYID.findall(e.text)}
@@ -118,7 +133,16 @@ def _bundle(views: Views, case: str | None, selection: Selection) -> Bundle:
         entries=[(i, selection.entries[i].text, proofs[i]) for i in selection.indexes],
         signers=signers,
         timeline=timeline(statements),
+        manifest=_manifest(signing_key, head, subject, selection.indexes),
     )
+
+
+def _manifest(signing_key: Ed25519PrivateKey, head: Checkpoint,
+              subject: tuple[str, tuple[str, ...]], indexes: list[int]) -> str:
+    """The signed manifest of a bundle holding `indexes`, at the bundle's own tree head: the
+    one whose checkpoint carries the inclusion proofs, so size and root agree by making."""
+    kind, fields = subject
+    return sign_manifest(Manifest.of(head, kind, fields, indexes), signing_key)
 
 
 def _statement(text: str) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from ledger.errors import NotFound
-from ledger.timefmt import parse_time
+from ledger.timefmt import format_time, parse_time
 from traceability.blacklist import _event as blacklist_event
 from traceability.blacklist import in_force
-from traceability.policy import DEFAULT_POLICY, CreditPolicy
+from traceability.policy import SCORE_CEILING, SCORE_FLOOR, DEFAULT_POLICY, CreditPolicy, clamp_score
 from traceability.sql import Tx
 from traceability.views import Views
 
@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_POLICY", "Award", "Credit", "CreditLine", "CreditPolicy", "H
 
 @dataclass(frozen=True, slots=True)
 class CreditLine:
-    entry: int
+    entry: int | None  # None only on the clamp line, which no entry causes
     delta: int
     reason: str
     rule: str
@@ -127,7 +127,13 @@ def credit_in(tx: Tx, policy: CreditPolicy, uscc: str, when: datetime) -> Credit
     listings = tx.rows("SELECT * FROM v_blacklist WHERE org = ? ORDER BY entry", (uscc,))
     blacklisted = uscc in in_force(map(blacklist_event, listings), when)
     explain = tuple(line for line in lines if line.counts_at(when))
-    score = sum(line.delta for line in explain)
+    total = sum(line.delta for line in explain)
+    score = clamp_score(total)
+    if score != total:
+        bound = "at most" if total > SCORE_CEILING else "at least"
+        explain += (CreditLine(
+            None, score - total, f"the score is {bound} {score} ({SCORE_FLOOR}…{SCORE_CEILING}); "
+            f"the lines add up to {total}", "clamp", policy.name, format_time(when)),)
     return Credit(
         uscc, when, policy.name, score, policy.grade(score, blacklisted),
         blacklisted, tuple(awards), explain, _history(lines, when),
@@ -145,8 +151,8 @@ def _history(lines: list[CreditLine], at: datetime) -> tuple[HistoryPoint, ...]:
         if ends is not None and ends <= at:
             changes.append((ends, line.entry, -line.delta, str(line.valid_until),
                             f"ran out: {line.reason}"))
-    points, score = [], 0
+    points, total = [], 0
     for _, entry, delta, when, reason in sorted(changes, key=lambda c: (c[0], c[1])):
-        score += delta
-        points.append(HistoryPoint(when, entry, delta, score, reason))
+        total += delta
+        points.append(HistoryPoint(when, entry, delta, clamp_score(total), reason))
     return tuple(points)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from ledger.envelope import Envelope
 from ledger.errors import LedgerError, NotFound
 from ledger.keys import key_id
 from ledger.statements import Statement, parse_statement
+from ledger.text import scrub
 from ledger.timefmt import parse_time
 from traceability.cases import case_view
 from traceability.evidence import case_entries
@@ -46,8 +48,14 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # A cell starting with one of these is a formula (or starts one) in Excel, LibreOffice
-# and Google Sheets; tab and carriage return can smuggle one past a naive check.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# and Google Sheets; tab and carriage return can smuggle one past a naive check, and
+# East Asian input methods type the full-width forms, which Excel takes as well.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# Where a cell may begin once the file is split on another delimiter than ours (Excel
+# in many European locales splits on ";"; others on tab or "|"), or on a line break:
+# a formula start after any of these, or after spaces at the very start, is neutralised.
+_FORMULA_ANYWHERE = re.compile(
+    "(^|[,;\t|\r\n])([ \"]*)([" + re.escape("".join(FORMULA_START[:4] + FORMULA_START[6:])) + "])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,11 +375,16 @@ def _marks(values: Sequence[str]) -> str:
 
 
 def neutralise(value: Any) -> Any:
-    """A text cell that a spreadsheet would read as a formula, made plain text by a leading
-    apostrophe (what Excel itself shows for text typed that way); other values unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    """A text cell that a spreadsheet would read as a formula, made plain text by an
+    apostrophe before the formula's start (what Excel itself shows for text typed that
+    way), wherever a delimiter of any locale could make a cell begin; text that free text
+    may not hold is replaced (ledger.text.scrub); other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    value = scrub(value)
+    if value.startswith(("\t", "\r")):
+        value = "'" + value
+    return _FORMULA_ANYWHERE.sub(r"\1\2'\3", value)
 
 
 def to_csv(rows: Iterable[Row]) -> str:
@@ -427,6 +440,8 @@ def to_xlsx(rows: Iterable[Row], title: str = "entries") -> bytes:
 
 
 def _cell(sheet: Any, value: Any, bold: bool = False) -> WriteOnlyCell:
+    if isinstance(value, str):
+        value = scrub(value)  # XML (and so XLSX) cannot hold C0 controls, U+FFFE, U+FFFF
     cell = WriteOnlyCell(sheet, value=value)
     if isinstance(value, str):
         # openpyxl takes text starting with "=" for a formula; a string cell is only text.

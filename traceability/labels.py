@@ -16,6 +16,8 @@ import io
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+from ledger.text import scrub
+
 import qrcode
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
@@ -51,7 +53,9 @@ class Label:
 
     def lines(self) -> list[tuple[str, float]]:
         """The text of the label, top to bottom, with font sizes in points."""
-        out = [(self.product, 7.5), (f"GTIN {self.gtin}", 6.5), (f"LOT {self.lot}", 6.5)]
+        # The product name is free text a ledger may hold from before EVENTS.md's rule:
+        # scrubbed, so the SVG stays XML and no override reorders it.
+        out = [(scrub(self.product), 7.5), (f"GTIN {self.gtin}", 6.5), (f"LOT {self.lot}", 6.5)]
         if self.serial is not None:
             out.append((f"SN {self.serial}", 6.5))
         return out

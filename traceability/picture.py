@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
+
+from ledger.text import scrub
 from typing import Literal
 
 from ledger.errors import LedgerError
@@ -359,5 +361,6 @@ def _clip(text: str, n: int) -> str:
 
 
 def _e(text: str) -> str:
-    """Text or attribute value escaped for XML (&, <, >, both quotes)."""
-    return escape(text, quote=True)
+    """Text or attribute value escaped for XML (&, <, >, both quotes), with what XML
+    cannot hold or what would reorder the text replaced (ledger.text.scrub)."""
+    return escape(scrub(text), quote=True)

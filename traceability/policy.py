@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
+# EVENTS.md "Credit": the score is the sum of the lines clamped to 0…100, so awards
+# cannot lift a firm above a clean record nor adjustments sink it without bound.
+SCORE_FLOOR, SCORE_CEILING = 0, 100
+
+
+def clamp_score(total: int) -> int:
+    return max(SCORE_FLOOR, min(SCORE_CEILING, total))
+
+
 def _frozen(values: dict[str, int]) -> Mapping[str, int]:
     return MappingProxyType(values)
 
@@ -20,7 +29,7 @@ def _frozen(values: dict[str, int]) -> Mapping[str, int]:
 class CreditPolicy:
     """Points and grade thresholds. Rule names (`rule` in explain lines) are fixed:
     start, check.failed.<stage>, recall.level<n>, case.substantiated, credit.adjusted,
-    award.granted."""
+    award.granted, and `clamp` for the line that brings the sum into 0…100."""
 
     name: str
     start: int = 100
@@ -58,4 +67,5 @@ class CreditPolicy:
         return self.lowest
 
 
-DEFAULT_POLICY = CreditPolicy(name="default-2026.1")
+# 2026.2: the score is clamped to 0…100 (2026.1 summed without bounds).
+DEFAULT_POLICY = CreditPolicy(name="default-2026.2")

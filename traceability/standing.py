@@ -22,6 +22,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from ledger.timefmt import parse_time
+from traceability.policy import clamp_score
 from traceability.sql import Tx
 
 Segment = tuple[str, int, bool]  # (from when, score, blacklisted)
@@ -47,8 +48,8 @@ def timeline(lines: Sequence[tuple[int, str, str | None]],
 
 
 def _score(lines: Sequence[tuple[int, str, str | None]], at: datetime) -> int:
-    return sum(delta for delta, recorded, until in lines
-               if parse_time(recorded) <= at and (until is None or at < parse_time(until)))
+    return clamp_score(sum(delta for delta, recorded, until in lines
+                           if parse_time(recorded) <= at and (until is None or at < parse_time(until))))
 
 
 def _listed(listings: Sequence[tuple[str, str | None, str]], at: datetime) -> bool:

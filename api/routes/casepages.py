@@ -2,8 +2,9 @@
 spreadsheet (CSV, XLSX) and its batches as a picture (SVG). The evidence bundle
 (`/v1/cases/{id}/bundle`) is served elsewhere; the page links to it.
 
-Case ids may hold '/' (PROTOCOL tokens allow it), so the id is a path parameter that
-runs up to the file name. An unknown case is a 404: an HTML page for a browser, the
+Case ids may hold '/' (PROTOCOL tokens allow it): links send it as `%2F`, and the id is
+still a path parameter that runs up to the file name, so older links with a bare '/'
+keep working. An unknown case is a 404: an HTML page for a browser, the
 RFC 9457 problem for anything else.
 """
 
@@ -44,6 +45,8 @@ _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
     autoescape=select_autoescape(["html"]),
 )
+# A value as one path segment: Jinja's `urlencode` keeps `/`, which would split a lot.
+_ENV.filters["segment"] = lambda value: quote(str(value), safe="")
 
 _TEXT = {
     "zh": {
@@ -93,7 +96,8 @@ _FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def case_links(case_id: str) -> dict[str, str]:
-    base = f"/v1/cases/{quote(case_id, safe='/:')}"
+    # One path segment, its `/` encoded (api/rawpath.py): `/v1/cases/A%2FB/bundle`.
+    base = f"/v1/cases/{quote(case_id, safe='')}"
     return {"csv": f"{base}/entries.csv", "xlsx": f"{base}/entries.xlsx",
             "svg": f"{base}/trace.svg", "bundle": f"{base}/bundle"}
 
@@ -128,7 +132,7 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-@router.get("/cases/{case_id:path}", summary="The case page (HTML)", response_class=HTMLResponse,
+@router.get("/cases/{case_id:segments}", summary="The case page (HTML)", response_class=HTMLResponse,
             responses={200: {"content": {"text/html": {"example": "<!doctype html>…"}}},
                        **_UNKNOWN})
 async def case_page(case_id: str, request: Request, views: ViewsDep, exports_: ExportsDep,
@@ -165,7 +169,7 @@ async def case_page(case_id: str, request: Request, views: ViewsDep, exports_: E
         if files[1] is not None:
             with files[1]:
                 svg = files[1].read().decode("utf-8")
-        base = f"/cases/{quote(case_id, safe='/:')}?lang={lang}"
+        base = f"/cases/{quote(case_id, safe='')}?lang={lang}"
         return _render(lang, case_id=case_id, c=meta["case"], timeline=timeline,
                        svg=Markup(svg), links=case_links(case_id), names=meta["names"],
                        lang_query=f"?lang={lang}", total=meta["entries"], page=page,
@@ -193,7 +197,7 @@ async def _export(views: Views, exports_: CaseExports, what: str, case_id: str, 
                   {"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.get("/v1/cases/{case_id:path}/entries.csv", summary="The case's entries as CSV",
+@router.get("/v1/cases/{case_id:segments}/entries.csv", summary="The case's entries as CSV",
             response_class=Response,
             responses={200: {"content": {"text/csv": {"example": "index,recorded_at,…"}}},
                        **_UNKNOWN})
@@ -206,7 +210,7 @@ async def case_csv(case_id: str, views: ViewsDep, exports_: ExportsDep,
                              exports.case_sheet(views, case_id, lang))})
 
 
-@router.get("/v1/cases/{case_id:path}/entries.xlsx", summary="The case's entries as XLSX",
+@router.get("/v1/cases/{case_id:segments}/entries.xlsx", summary="The case's entries as XLSX",
             response_class=Response,
             responses={200: {"content": {exports.XLSX_MEDIA_TYPE: {"example": "(XLSX bytes)"}}},
                        **_UNKNOWN})
@@ -218,7 +222,7 @@ async def case_xlsx(case_id: str, views: ViewsDep, exports_: ExportsDep,
                              exports.case_sheet(views, case_id, lang))})
 
 
-@router.get("/v1/cases/{case_id:path}/trace.svg", summary="The case's batches as a picture",
+@router.get("/v1/cases/{case_id:segments}/trace.svg", summary="The case's batches as a picture",
             response_class=Response,
             responses={200: {"content": {picture.SVG_MEDIA_TYPE: {"example": "<svg …>"}}},
                        **_UNKNOWN})

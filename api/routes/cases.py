@@ -43,6 +43,8 @@ BUNDLE_EXAMPLE = {
     ],
     "generated_at": "2026-11-30T10:00:00.000Z",
     "log_key": "demo.qledger.example/v1+1a2b3c4d+AQ…",
+    "manifest": "demo.qledger.example/v1/bundle\ncase FJ-12315-2026-0457\n57\nPm0y…=\n"
+                "k3Jd…=\n\n— demo.qledger.example/v1 Ab3x…\n",
     "signers": {"874b…": {"org": "91350102MA2Y00007M", "public_key": "NZ9J…=",
                           "registered_by_entry": 15}},
     "timeline": [{"at": "2026-11-23T09:00:00Z", "index": 54, "type": "case.opened",
@@ -58,7 +60,7 @@ _TOO_LARGE = problems.responses(problems.example(
 ExportsDep = Annotated[CaseExports, Depends(exports_of)]
 
 
-@router.get("/{case_id}", summary="A dispute case: its parties, statements and batches",
+@router.get("/{case_id:segment}", summary="A dispute case: its parties, statements and batches",
             responses={200: {"content": {"application/json": {"example": CASE_EXAMPLE}}},
                        **_NOT_FOUND})
 def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/{case_id}/bundle",
+    "/{case_id:segment}/bundle",
     summary="The evidence bundle of a dispute case (DISPUTES.md)",
     response_class=Response,
     responses={200: {"content": {"application/json": {"example": BUNDLE_EXAMPLE}},
@@ -78,8 +80,9 @@ def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
 async def case_bundle(case_id: str, views: ViewsDep, exports_: ExportsDep) -> Response:
     """Every entry that touches the case, each with its inclusion proof against one signed
     checkpoint, the keys that signed them with the entries registering those keys back to
-    the root regulator, and a timeline. The bytes are served as written: re-encoding the
-    JSON (pretty-printing it) makes the bundle fail verification.
+    the root regulator, a timeline, and the manifest: the ledger's signed note of which
+    entries it selected, so that none can be cut out unseen. The bytes are served as
+    written: re-encoding the JSON (pretty-printing it) makes the bundle fail verification.
 
     Built once per tree size on the export pool and streamed (503 with Retry-After when
     the pool is full); a case whose bundle would hold more than the server's bound

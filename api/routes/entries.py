@@ -143,7 +143,7 @@ def _name_every_bad_envelope(ledger: Ledger, items: list[str], first: Rejected) 
 
 
 @router.get(
-    "/entries/{index}",
+    "/entries/{index:segment}",
     summary="One log entry",
     responses=problems.responses(_NOT_FOUND, _BAD_INDEX),
 )
@@ -153,7 +153,7 @@ def get_entry(index: Index, ledger: LedgerDep) -> EntryPublic:
 
 
 @router.get(
-    "/entries/{index}/proof",
+    "/entries/{index:segment}/proof",
     summary="One log entry with its inclusion proof and checkpoint",
     responses=problems.responses(_NOT_FOUND, _BAD_INDEX),
 )

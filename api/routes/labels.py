@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["read"])
 
 
 @router.get(
-    "/labels/{gtin}/{name}",
+    "/labels/{gtin:segment}/{name:segment}",
     summary="A printable A4 label sheet for a production run (`{lot}.pdf` or `{lot}.svg`)",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {"example": "(PDF bytes)"},

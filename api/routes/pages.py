@@ -80,7 +80,8 @@ def _names(views: Views, usccs: set[str]) -> dict[str, str]:
     return names
 
 
-@router.get("/orgs/{uscc}", response_class=HTMLResponse, summary="An organization's credit page",
+@router.get("/orgs/{uscc:segment}", response_class=HTMLResponse,
+            summary="An organization's credit page",
             responses={**_HTML, **_ERRORS})
 def org_page(uscc: str, views: ViewsDep, lang: Lang = None) -> HTMLResponse:
     """Name, roles, region, score and grade, blacklist status, awards, every entry that

@@ -85,7 +85,7 @@ def _lot(value: str) -> str:
         raise InvalidRequest(e.detail) from None
 
 
-@router.get("/v1/batches/{gtin}/{lot}/trace", summary="The trace graph of a batch",
+@router.get("/v1/batches/{gtin:segment}/{lot:segment}/trace", summary="The trace graph of a batch",
             responses=_example(TRACE_EXAMPLE))
 def trace_batch(
     gtin: str, lot: str, views: ViewsDep,
@@ -96,7 +96,7 @@ def trace_batch(
     return trace.trace(views, _gtin(gtin), _lot(lot), direction).to_json()
 
 
-@router.get("/v1/orgs/{uscc}", summary="An organization and its quality credit",
+@router.get("/v1/orgs/{uscc:segment}", summary="An organization and its quality credit",
             responses=_example(ORG_EXAMPLE))
 def organization(uscc: str, views: ViewsDep) -> dict[str, Any]:
     """Score, grade, blacklist status, and `explain`: every entry that moved the score."""
@@ -114,7 +114,7 @@ def current_blacklist(views: ViewsDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/qr/{gtin}/{name}",
+    "/v1/qr/{gtin:segment}/{name:segment}",
     summary="The QR code of a batch's Digital Link URI (`{lot}.svg` or `{lot}.png`)",
     response_class=Response,
     responses={200: {"content": {"image/svg+xml": {"example": "<svg …>"},

@@ -160,7 +160,7 @@ def _lang(request: Request) -> str:
     return request.query_params.get("lang", "zh")
 
 
-@router.get("/01/{gtin}", summary="GS1 Digital Link: a product and its lots",
+@router.get("/01/{gtin:segment}", summary="GS1 Digital Link: a product and its lots",
             responses=_responses(PRODUCT_EXAMPLE), openapi_extra=_parameters("gtin"))
 def resolve_product(request: Request) -> Response:
     """The product named by the GTIN: its name, category, producers and newest lots, each
@@ -197,7 +197,8 @@ def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
                       lambda: render_scan(data, lang=_lang(request)))
 
 
-@router.get("/01/{gtin}/10/{lot}", summary="GS1 Digital Link: the scan view of a batch",
+@router.get("/01/{gtin:segment}/10/{lot:segment}",
+            summary="GS1 Digital Link: the scan view of a batch",
             responses=_responses(SCAN_EXAMPLE), openapi_extra=_parameters("gtin", "lot"))
 def resolve_batch(request: Request) -> Response:
     """What a shopper sees after scanning: HTML for a browser, the scan view JSON for
@@ -206,7 +207,7 @@ def resolve_batch(request: Request) -> Response:
     return _resolve_batch(path["gtin"], path["lot"], None, request, _link_type(request))
 
 
-@router.get("/01/{gtin}/10/{lot}/21/{serial}",
+@router.get("/01/{gtin:segment}/10/{lot:segment}/21/{serial:segment}",
             summary="GS1 Digital Link: one serialised item of a batch",
             responses=_responses({**SCAN_EXAMPLE, "serial": "000123"}),
             openapi_extra=_parameters("gtin", "lot", "serial"))
@@ -218,7 +219,7 @@ def resolve_item(request: Request) -> Response:
                           _link_type(request))
 
 
-@router.get("/v1/batches/{gtin}/{lot}", summary="The scan view of a batch, as JSON",
+@router.get("/v1/batches/{gtin:segment}/{lot:segment}", summary="The scan view of a batch, as JSON",
             response_model=dict[str, Any],
             responses={200: {"content": {"application/json": {"example": SCAN_EXAMPLE}}}})
 def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
@@ -230,7 +231,7 @@ def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
     return _JSONResponse(scan.scan(views, _gtin(gtin), _lot(lot)).to_json())
 
 
-@router.get("/v1/products/{gtin}", summary="A product and its lots, as JSON",
+@router.get("/v1/products/{gtin:segment}", summary="A product and its lots, as JSON",
             response_model=dict[str, Any],
             responses={200: {"content": {"application/json": {"example": PRODUCT_EXAMPLE}}}})
 def product_view(gtin: str, views: ViewsDep) -> Response:

@@ -5,6 +5,7 @@ Explicit event classes with their `apply`, as in ledger/domain/batch.py (why: th
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from ledger.domain.base import Aggregate
@@ -32,6 +33,7 @@ class Organization(Aggregate):
         self.region = region
         self.registered_entry = entry
         self.blacklisted = False
+        self.listed_until: datetime | None = None  # the listing's `until`, if it has one
 
     @classmethod
     def register(cls, uscc: str, name: str, roles: list[str], region: str, entry: int) -> Organization:
@@ -58,22 +60,38 @@ class Organization(Aggregate):
 
     class Blacklisted(Aggregate.Event):
         entry: int
+        # Absent from listings recorded before `until` was kept here: they had none
+        # the write side honoured, so None reads them as they were.
+        until: datetime | None = None
 
         def apply(self, org: Organization) -> None:
             org.blacklisted = True
+            org.listed_until = self.until
 
-    def blacklist(self, entry: int) -> None:
-        if self.blacklisted:
+    def is_listed(self, at: datetime) -> bool:
+        """On the blacklist at `at`: listed, and its listing's `until` not yet passed
+        (EVENTS.md `blacklist.added`: after `until` the listing has ended)."""
+        return self.blacklisted and (self.listed_until is None or at < self.listed_until)
+
+    def blacklist(self, entry: int, at: datetime, until: datetime | None = None) -> None:
+        if until is not None and until <= at:
+            raise Rejected(
+                Rejection.BAD_TIME,
+                f"until: {until.isoformat()} is not after the time of recording "
+                f"({at.isoformat(timespec='seconds')}); a listing cannot end before it starts",
+            )
+        if self.is_listed(at):
             raise Rejected(Rejection.ALREADY_BLACKLISTED, f"{self.uscc} is already on the blacklist")
-        self.trigger_event(self.Blacklisted, entry=entry)
+        self.trigger_event(self.Blacklisted, entry=entry, until=until)
 
     class Delisted(Aggregate.Event):
         entry: int
 
         def apply(self, org: Organization) -> None:
             org.blacklisted = False
+            org.listed_until = None
 
-    def delist(self, entry: int) -> None:
-        if not self.blacklisted:
+    def delist(self, entry: int, at: datetime) -> None:
+        if not self.is_listed(at):
             raise Rejected(Rejection.NOT_BLACKLISTED, f"{self.uscc} is not on the blacklist")
         self.trigger_event(self.Delisted, entry=entry)
