@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from api import edges, metrics, problems, ratelimit, rawpath
+from api.case_exports import CaseExports
 from api.routes import casepages, cases, entries, feed, health, labels, log, pages, read, resolver
 from api.settings import Settings
 from ledger.application import Ledger
@@ -53,6 +54,7 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
         # The pool that runs the plain `def` routes, per worker process (its event loop).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
+        app.state.case_exports.cache.close()
         views.close()
         if owned:
             the_ledger.close()
@@ -62,6 +64,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     app.state.link_base = settings.link_base  # computed once: the scan route writes links
     app.state.views = views
+    # Heavy case exports: kept per tree size, built on a pool of their own (api/export_pool.py).
+    app.state.case_exports = CaseExports.from_settings(settings)
     problems.install(app)
     pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths
     app.state.metrics = metrics.Metrics()

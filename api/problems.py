@@ -19,10 +19,13 @@ this time. A rejected request changes nothing. Kinds and statuses:
 404 `not-found`                             NotFound; no such route
 405 `method-not-allowed`                    wrong method on a route
 400 `invalid-host`                          a Host header outside QLEDGER_ALLOWED_HOSTS
+403 `export-too-large`                      a case's bundle beyond the server's bound
 503 `storage`                               StorageError, the drivers' operational errors: the
                                             database cannot be used now. The detail is always
                                             "storage unavailable"; the cause (host, port,
                                             database, driver message) goes to the log only
+503 `exports-busy`                          the export pool and its queue are full
+                                            (with Retry-After; api/export_pool.py)
 500 `verification-failed`                   VerificationError: the ledger's own data fails
 500 `internal-error`                        anything else (no stack trace is sent)
 

@@ -42,12 +42,22 @@ class Settings:
     listen_url: str | None = None
     read_rate_per_minute: int = 600  # per client address, public read routes; 0: no limit
     threads: int = DEFAULT_THREADS
+    # Heavy exports (api/export_pool.py, traceability/export_cache.py): their own threads and
+    # queue, the directory builds are kept in (None: a fresh temporary one per app; point
+    # every worker at one to share), its bound, and the largest bundle served publicly.
+    export_threads: int = 2
+    export_queue: int = 8
+    export_cache_dir: str | None = None
+    export_cache_bytes: int = 1 << 30
+    bundle_max_entries: int = 20_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         rate = env.get("QLEDGER_READ_RATE_PER_MINUTE", "")
         threads = env.get("QLEDGER_THREADS", "")
+        export_threads = env.get("QLEDGER_EXPORT_THREADS", "")
+        bundle_max = env.get("QLEDGER_BUNDLE_MAX_ENTRIES", "")
         return cls(
             db=env.get("QLEDGER_DB") or None,
             resolver=env.get("QLEDGER_RESOLVER") or None,
@@ -57,6 +67,10 @@ class Settings:
             listen_url=env.get("QLEDGER_LISTEN_URL") or None,
             read_rate_per_minute=int(rate) if rate.isdigit() else 600,
             threads=int(threads) if threads.isdigit() and int(threads) > 0 else DEFAULT_THREADS,
+            export_threads=int(export_threads) if export_threads.isdigit()
+            and int(export_threads) > 0 else 2,
+            export_cache_dir=env.get("QLEDGER_EXPORT_CACHE") or None,
+            bundle_max_entries=int(bundle_max) if bundle_max.isdigit() else 20_000,
         )
 
     @property

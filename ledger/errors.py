@@ -53,6 +53,7 @@ class Rejection(StrEnum):
     UNKNOWN_CASE = "unknown-case"
     DUPLICATE_CASE = "duplicate-case"
     CASE_CLOSED = "case-closed"
+    CASE_CITES_TOO_MUCH = "case-cites-too-much"
     NOT_A_PARTY = "not-a-party"
     UNKNOWN_ENTRY = "unknown-entry"
     BAD_CORRECTION = "bad-correction"

@@ -267,6 +267,14 @@ def case_opened(ctx: Context) -> None:
     ctx.uow.add(Case.open(b["case"], ctx.by, b["respondent"], entry=ctx.index))
 
 
+# The most entries a case's evidence statements may cite in all (DISPUTES.md bundles):
+# two full statements (1,000 refs each). With the registrations of their signers (a few
+# entries per signer at most) that stays well under the largest bundle the server
+# publishes (20,000 entries), so citations alone never make a case's bundle too large
+# to serve, nor a copy of the whole log.
+MAX_CASE_CITATIONS = 2000
+
+
 def case_evidence(ctx: Context) -> None:
     case = ctx.case(ctx.body["case"])
     case.check_open()
@@ -275,7 +283,18 @@ def case_evidence(ctx: Context) -> None:
             Rejection.NOT_A_PARTY,
             f"{ctx.by} is neither a party to case {case.case}, a lab nor a regulator",
         )
-    ctx.check_refs(ctx.body["refs"])
+    refs = ctx.body["refs"]
+    ctx.check_refs(refs)
+    # Every cited entry goes into the case's public bundle, with its chain of trust: the
+    # total is bounded, so that no party can grow a case into a copy of the whole log. A
+    # correction's replacement cites anew (its refs join the original's in the bundle).
+    if case.cited + len(refs) > MAX_CASE_CITATIONS:
+        raise Rejected(
+            Rejection.CASE_CITES_TOO_MUCH,
+            f"refs: case {case.case} cites {case.cited} entries already; {len(refs)} more "
+            f"would pass the bound of {MAX_CASE_CITATIONS} per case",
+        )
+    case.cite(len(refs))
 
 
 def case_resolved(ctx: Context) -> None:

@@ -32,6 +32,7 @@ from ledger.log.manifest import Manifest, sign_manifest
 from ledger.log.verify import Checkpoint, verify_checkpoint
 from ledger.timeline import timeline
 from traceability.evidence import KEYID_PATTERN as _KEYID
+from traceability.export_cache import ExportRefused
 from traceability.evidence import Selection, batch_selection, case_selection
 from traceability.trace import batch_key
 from traceability.views import Views
@@ -84,10 +85,18 @@ def _hashes(proof: list[bytes]) -> bytes:
     return b'"' + b"".join(proof).hex(",", 32).encode().replace(b",", b'","') + b'"'
 
 
-def case_bundle(views: Views, case_id: str) -> Bundle:
-    """The bundle of case `case_id`. Raises NotFound for a case never opened, StorageError
-    without the log signing key (the manifest is signed per bundle)."""
-    return _bundle(views, case_id, ("case", (case_id,)), case_selection(views, case_id))
+def case_bundle(views: Views, case_id: str, max_entries: int | None = None) -> Bundle:
+    """The bundle of case `case_id`. Raises NotFound for a case never opened,
+    StorageError without the log signing key (the manifest is signed per bundle), and
+    ExportRefused when it would hold more than `max_entries` entries (checked on the
+    selection, before any proof is built: the proofs and their text are the cost)."""
+    selection = case_selection(views, case_id)
+    if max_entries is not None and len(selection.indexes) > max_entries:
+        raise ExportRefused(
+            f"the bundle of case {case_id} would hold {len(selection.indexes)} entries; "
+            f"this server publishes bundles of at most {max_entries} (its operator can write "
+            "larger ones with `qledger bundle --case`)")
+    return _bundle(views, case_id, ("case", (case_id,)), selection)
 
 
 def batch_bundle(views: Views, gtin: str, lot: str) -> Bundle:

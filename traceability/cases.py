@@ -87,3 +87,11 @@ def cases_of(views: Views, org: str) -> list[str]:
             (org, org),
         )
     return [r["case_id"] for r in rows]
+
+
+def check_opened(views: Views, case_id: str) -> None:
+    """Raises NotFound for a case that was never opened: one indexed lookup, so an export
+    of an unknown case is refused before it costs a build."""
+    with views.reading() as tx:
+        if tx.row("SELECT 1 AS found FROM v_cases WHERE case_id = ?", (case_id,)) is None:
+            raise NotFound(f"case {case_id} was never opened")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from api import problems
+from api.case_exports import TOO_LARGE, CaseExports, exports_of, refusal, stream
+from api.export_pool import ExportsBusy
 from api.routes.read import ViewsDep
 from traceability import bundle, cases
+from traceability.export_cache import ExportRefused
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
@@ -50,6 +53,11 @@ BUNDLE_EXAMPLE = {
 }
 _NOT_FOUND = problems.responses(
     problems.example("not-found", 404, "case FJ-12315-2026-0999 was never opened"))
+_TOO_LARGE = problems.responses(problems.example(
+    TOO_LARGE, 403, "the bundle of case FJ-12315-2026-0457 would hold 23000 entries; this "
+    "server publishes bundles of at most 20000 (its operator can write larger ones with "
+    "`qledger bundle --case`)"))
+ExportsDep = Annotated[CaseExports, Depends(exports_of)]
 
 
 @router.get("/{case_id:segment}", summary="A dispute case: its parties, statements and batches",
@@ -67,16 +75,27 @@ def case(case_id: str, views: ViewsDep) -> dict[str, Any]:
     responses={200: {"content": {"application/json": {"example": BUNDLE_EXAMPLE}},
                      "description": "The bundle, in its one byte form (RFC 8785 JCS); "
                                     "`qledger verify-bundle` checks it offline"},
-               **_NOT_FOUND},
+               **_NOT_FOUND, **_TOO_LARGE},
 )
-def case_bundle(case_id: str, views: ViewsDep) -> Response:
+async def case_bundle(case_id: str, views: ViewsDep, exports_: ExportsDep) -> Response:
     """Every entry that touches the case, each with its inclusion proof against one signed
     checkpoint, the keys that signed them with the entries registering those keys back to
     the root regulator, a timeline, and the manifest: the ledger's signed note of which
     entries it selected, so that none can be cut out unseen. The bytes are served as
-    written: re-encoding the JSON (pretty-printing it) makes the bundle fail verification."""
-    data = bundle.case_bundle(views, case_id).to_bytes()
+    written: re-encoding the JSON (pretty-printing it) makes the bundle fail verification.
+
+    Built once per tree size on the export pool and streamed (503 with Retry-After when
+    the pool is full); a case whose bundle would hold more than the server's bound
+    (`QLEDGER_BUNDLE_MAX_ENTRIES`, 20,000 entries by default) is refused with a 403
+    `export-too-large` problem naming the bound."""
+    def build() -> dict[str, bytes]:
+        data = bundle.case_bundle(views, case_id, exports_.bundle_max_entries).to_bytes()
+        return {"bundle.json": data}
+
+    try:
+        _, (file,) = await exports_.open(views, "bundle", case_id, "", ["bundle.json"], build)
+    except (ExportsBusy, ExportRefused) as e:
+        return refusal(e)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)[:100]
     disposition = f'attachment; filename="case-{name}.bundle.json"'
-    return Response(data, media_type="application/json",
-                    headers={"Content-Disposition": disposition})
+    return stream(file, "application/json", {"Content-Disposition": disposition})

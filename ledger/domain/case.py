@@ -30,6 +30,7 @@ class Case(Aggregate):
         self.respondent = respondent
         self.opened_entry = entry
         self.finding: str | None = None
+        self.cited = 0  # entries cited by its evidence so far (refs, counted with repeats)
 
     @classmethod
     def open(cls, case: str, opened_by: str, respondent: str, entry: int) -> Case:
@@ -55,3 +56,14 @@ class Case(Aggregate):
     def resolve(self, finding: str, entry: int) -> None:
         self.check_open()
         self.trigger_event(self.Resolved, finding=finding, entry=entry)
+
+    class Cited(Aggregate.Event):
+        refs: int
+
+        def apply(self, case: Case) -> None:
+            case.cited += self.refs
+
+    def cite(self, refs: int) -> None:
+        """Count `refs` more citations of the case's evidence (the rules bound the total)."""
+        if refs:
+            self.trigger_event(self.Cited, refs=refs)
