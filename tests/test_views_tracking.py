@@ -227,10 +227,10 @@ def test_an_unreadable_entry_is_set_aside_and_the_rest_applied(
     views = views_of(world.ledger)
     bad = world.ledger.size()
     world.ledger.record_unverified(bad, "not an entry", world.clock())
-    world.submit("credit.adjusted", ROOT, org=MILL, delta=2, reason="示范", basis="规则", refs=[])
+    world.submit("credit.adjusted", ROOT, org=MILL, delta=-2, reason="提醒", basis="规则", refs=[])
     views.catch_up()
     assert views.dump()["v_skipped"][0][0] == bad
-    assert credit(views, MILL).score == 102
+    assert credit(views, MILL).score == 98
 
 
 def test_views_built_under_another_policy_are_rebuilt_under_the_new_one(
@@ -297,14 +297,14 @@ def test_a_write_succeeds_even_when_the_views_fail_to_follow_it(
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(projector.Projector, "entry", broken)
-    receipt = world.submit("credit.adjusted", ROOT, org=MILL, delta=4, reason="示范",
+    receipt = world.submit("credit.adjusted", ROOT, org=MILL, delta=-4, reason="提醒",
                            basis="规则", refs=[])
     assert receipt.index == world.ledger.size() - 1  # recorded, and the writer got its receipt
     assert "views did not catch up" in caplog.text
     assert credit(views, MILL).score == 100  # not yet in the views ...
     monkeypatch.undo()
     views.catch_up()
-    assert credit(views, MILL).score == 104  # ... until the next catch-up
+    assert credit(views, MILL).score == 96  # ... until the next catch-up
 
 
 def test_reading_threads_hold_their_own_connection_only_while_they_live(db_url: str,
