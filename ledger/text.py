@@ -26,6 +26,10 @@ REPLACEMENT = "\ufffd"
 
 def forbidden_text(value: str) -> str | None:
     """What the first character free text may not hold is, and where, or None."""
+    # Every forbidden character is "not printable" to Python (Cc, Cf, Cs, Cn), and
+    # isprintable() runs in C: most text (Chinese names, ASCII codes) needs no regex.
+    if value.isprintable():
+        return None
     found = _FORBIDDEN.search(value)
     if found is None:
         return None
@@ -45,4 +49,6 @@ def scrub(value: str) -> str:
     """`value` with every character free text may not hold replaced by U+FFFD, visibly:
     for exporters showing entries recorded before the rule (or by another ledger), so
     that their XML stays well formed and no override reorders what a reader sees."""
-    return _FORBIDDEN.sub(REPLACEMENT, value) if _FORBIDDEN.search(value) else value
+    if value.isprintable() or not _FORBIDDEN.search(value):
+        return value
+    return _FORBIDDEN.sub(REPLACEMENT, value)

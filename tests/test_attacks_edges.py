@@ -138,3 +138,12 @@ def test_the_cli_on_a_mistyped_path_says_so_and_creates_nothing(
     assert code == 2, err
     assert err.startswith("qledger: no ledger at") and err.count("\n") == 1, err
     assert not os.path.exists(missing)
+
+
+def test_the_free_text_rules_fast_path_misses_no_forbidden_character() -> None:
+    """ledger.text skips its search for text Python calls printable; that is only right
+    while every forbidden code point is non-printable. Checked over all of Unicode."""
+    from ledger.text import _FORBIDDEN
+
+    assert [hex(cp) for cp in range(0x110000)
+            if chr(cp).isprintable() and _FORBIDDEN.match(chr(cp))] == []
