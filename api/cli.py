@@ -395,6 +395,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SERVE_PROTOCOL = "api.timeouts:HeaderDeadlineProtocol"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -410,7 +413,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ledger = _open_ledger(args)
     ledger.config  # noqa: B018 - no ledger: one line and exit 2, before listening
     ledger.log_key()  # without it no append could be acknowledged
-    where = {"host": args.host, "port": args.port}
+    # httptools with a deadline for each request's headers (api/timeouts.py), named so
+    # that each worker process of --workers N imports it.
+    where = {"host": args.host, "port": args.port, "http": SERVE_PROTOCOL}
     try:
         if args.workers == 1:
             uvicorn.run(create_app(ledger, Settings.from_env()), **where)
