@@ -39,6 +39,10 @@ KEEPALIVE_SECONDS = 15.0
 # that streams catching up take turns among themselves and leave the request threads
 # (Settings.threads) to everyone else.
 STREAM_THREADS = 1
+# Entries a stream reads and sends at a time. The next page is read only once the last
+# was handed to the connection, so a follower that does not read holds up its own stream
+# after one page (some 150 KB), instead of making the server encode and buffer the log.
+STREAM_PAGE = 100
 
 
 class LogWatch:
@@ -160,8 +164,8 @@ def _sse(entry: FeedEntryPublic) -> str:
 
 def _sse_page(ledger: Ledger, after: int) -> tuple[str, int]:
     """The events of the entries after `after` (a page of them) as one text, and the last
-    index in it. Run in a thread: a page is up to 1,000 entries to read and encode."""
-    entries = ledger.entries(after + 1, after + 1 + MAX_FEED)
+    index in it. Run in a thread: a page is entries to read and encode."""
+    entries = ledger.entries(after + 1, after + 1 + STREAM_PAGE)
     text = "".join(_sse(FeedEntryPublic.of(e)) for e in entries)
     return text, entries[-1].index if entries else after
 
