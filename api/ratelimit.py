@@ -53,14 +53,16 @@ class RateLimiter:
 
     def wait_for(self, client: str, cost: float = 1) -> float:
         """0 if a request costing `cost` tokens may go ahead (and takes them), else the
-        seconds to wait. A client holding at least one token goes ahead and pays the whole
-        cost, into debt if need be: a 1,000-envelope batch is served once and then waited
-        for, however small the bucket. `cost` 0 asks without taking."""
+        seconds to wait. A request needs its cost in tokens, or a full bucket when it costs
+        more than the bucket holds: then it pays the whole cost, into debt, so that a
+        1,000-envelope batch is served however small the bucket, and then waited for.
+        `cost` 0 asks whether a request of one token would go ahead, without taking it."""
+        need = min(max(cost, 1), self.burst)
         now = self.clock()
         with self._lock:
             tokens, then = self._buckets.pop(client, (self.burst, now))
             tokens = min(self.burst, tokens + (now - then) * self.rate)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+            wait = 0.0 if tokens >= need else (need - tokens) / self.rate
             self._buckets[client] = (tokens - cost if wait == 0 else tokens, now)
             if len(self._buckets) > MAX_CLIENTS:
                 self._buckets.popitem(last=False)

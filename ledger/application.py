@@ -52,6 +52,9 @@ from ledger.unit_of_work import UnitOfWork
 MAX_BATCH = 1000
 MAX_FUTURE = timedelta(minutes=5)
 MAX_RETRIES = 20
+# Envelopes the writer applies between looks at the workers' verdicts so far (a task's
+# worth, ledger/parallel.py TASK).
+CHECK_VERDICTS_EVERY = 64
 
 Clock = Callable[[], datetime]
 # Called with a parsed batch before its signatures are checked; raises to refuse it.
@@ -608,6 +611,10 @@ class Ledger(Application[UUID]):
         with recording(now) as recording_time:
             for position, sub in enumerate(submissions):
                 s = sub.statement
+                if pending is not None and position and position % CHECK_VERDICTS_EVERY == 0:
+                    # The workers' verdicts so far: a bad signature before here is the
+                    # first fault, and nothing after it need be done.
+                    _raise_signature_failure(pending, submissions, before=position, wait=False)
                 if stamps is not None:
                     now, recorded_at = stamps[position]
                     recording_time(now)
@@ -769,11 +776,13 @@ def authenticate(
 
 
 def _raise_signature_failure(
-    pending: Pending | None, submissions: list[Submission], before: int
+    pending: Pending | None, submissions: list[Submission], before: int, wait: bool = True,
 ) -> None:
+    """Raises the first signature that failed, if it is before `before`; `wait` False:
+    among the verdicts the workers have given so far."""
     if pending is None:
         return
-    for position, keyid in pending.failures():
+    for position, keyid in pending.failures() if wait else pending.failures_known():
         if position < before:
             error = Rejected(
                 Rejection.BAD_SIGNATURE,

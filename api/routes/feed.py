@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from api import problems
 from api.deps import LedgerDep
 from api.schemas import FeedEntryPublic, FeedPublic
-from ledger.application import Ledger
+from ledger.application import Ledger, StoredEntry
 from ledger.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1", tags=["entries"])
@@ -158,16 +158,19 @@ async def get_feed(
         await watch.wait(changed, remaining)
 
 
-def _sse(entry: FeedEntryPublic) -> str:
-    return f"id: {entry.index}\nevent: entry\ndata: {entry.model_dump_json()}\n\n"
+def _sse(entry: StoredEntry) -> str:
+    """The event of one entry. Its data is the `/v1/feed` entry's JSON, written around the
+    entry's recorded JCS text rather than re-encoded: a fraction of the cost, no line
+    breaks (JCS escapes them), and the very bytes `leaf_hash` is the hash of."""
+    return (f'id: {entry.index}\nevent: entry\ndata: {{"index":{entry.index},"entry":{entry.text},'
+            f'"leaf_hash":"{entry.leaf_hash.hex()}"}}\n\n')
 
 
 def _sse_page(ledger: Ledger, after: int) -> tuple[str, int]:
     """The events of the entries after `after` (a page of them) as one text, and the last
     index in it. Run in a thread: a page is entries to read and encode."""
     entries = ledger.entries(after + 1, after + 1 + STREAM_PAGE)
-    text = "".join(_sse(FeedEntryPublic.of(e)) for e in entries)
-    return text, entries[-1].index if entries else after
+    return "".join(map(_sse, entries)), entries[-1].index if entries else after
 
 
 async def _stream(ledger: Ledger, watch: LogWatch, after: int,
