@@ -86,7 +86,8 @@ def too_many(e: RateLimited) -> JSONResponse:
 
 async def answer_rate_limited(request: Request, e: Exception) -> Response:
     """The exception handler for RateLimited raised by a route or the ledger's `admit`."""
-    assert isinstance(e, RateLimited)  # registered for RateLimited only
+    if not isinstance(e, RateLimited):  # registered for RateLimited only
+        raise e
     return too_many(e)
 
 

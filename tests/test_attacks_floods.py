@@ -129,7 +129,7 @@ def test_a_flood_under_made_up_key_ids_names_every_envelope_in_one_answer(world:
     app = create_app(world.ledger, Settings(read_rate_per_minute=0, write_rate_per_minute=0))
     size = world.ledger.size()
     r = TestClient(app).post("/v1/entries/batch", content=json.dumps(batch))
-    problem = assert_problem(r, 422, "unknown-key")  # type: ignore[arg-type]
+    problem = assert_problem(r, 422, "unknown-key")
     assert problem["position"] == 0
     assert [e["position"] for e in problem["errors"]] == list(range(1000))
     assert world.ledger.size() == size
@@ -149,11 +149,11 @@ def test_a_client_over_its_write_allowance_gets_429_before_its_body_is_read(worl
     # A batch is let through whole, and its ten envelopes cost ten times one: the next
     # request, of any size, waits for the debt to be repaid (90 s and more).
     r = http.post("/v1/entries", content=json.dumps(produced(world, "R10")))
-    assert_problem(r, 429, "rate-limited")  # type: ignore[arg-type]
-    assert 60 <= retry_after(r) <= 100  # type: ignore[arg-type]
+    assert_problem(r, 429, "rate-limited")
+    assert 60 <= retry_after(r) <= 100
     # Refused before the body is read: not even its JSON is looked at.
     r = http.post("/v1/entries/batch", content=b"[not json")
-    assert_problem(r, 429, "rate-limited")  # type: ignore[arg-type]
+    assert_problem(r, 429, "rate-limited")
     assert world.ledger.size() == size + 10
 
     # The bakery, from another address and with its own key, has its own allowance.
@@ -179,7 +179,7 @@ def test_a_real_key_id_with_garbage_signatures_is_held_to_the_keys_allowance(
 
     first = TestClient(app, client=("198.51.100.1", 40000))
     batch = [produced(world, f"G1-{i}", sig=os.urandom(64)) for i in range(5)]
-    assert_problem(first.post("/v1/entries/batch", content=json.dumps(batch)),  # type: ignore[arg-type]
+    assert_problem(first.post("/v1/entries/batch", content=json.dumps(batch)),
                    422, "bad-signature")
     spent = len(verified)
     assert spent >= 1
@@ -187,8 +187,8 @@ def test_a_real_key_id_with_garbage_signatures_is_held_to_the_keys_allowance(
     fresh = TestClient(app, client=("198.51.100.3", 40000))
     batch = [produced(world, f"G3-{i}", sig=os.urandom(64)) for i in range(5)]
     r = fresh.post("/v1/entries/batch", content=json.dumps(batch))
-    problem = assert_problem(r, 429, "rate-limited")  # type: ignore[arg-type]
-    assert mill in problem["detail"] and retry_after(r) >= 1  # type: ignore[arg-type]
+    problem = assert_problem(r, 429, "rate-limited")
+    assert mill in problem["detail"] and retry_after(r) >= 1
     assert len(verified) == spent  # refused before a single signature was checked
     assert world.ledger.size() == size
 
