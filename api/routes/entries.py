@@ -151,6 +151,16 @@ def _name_every_bad_envelope(ledger: Ledger, items: list[str], first: Rejected) 
     start = first.position if first.position is not None else 0
     first.at(start)  # the ledger names no position in a batch of one
     others: list[Rejected] = []
+    if start < len(items):
+        try:
+            ledger.prepare([items[start]])
+        except Rejected:
+            pass
+        else:
+            # The first fault needed ledger state (a rule, a signature), so the ledger had
+            # read the whole batch without fault first: there is nothing more to find, and
+            # reading a batch of garbage signatures twice would double what it costs.
+            return RejectedBatch(first, others)
     for position in range(start + 1, len(items)):  # none before `first` failed these checks
         try:
             ledger.prepare([items[position]])
