@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from api import edges, metrics, problems, ratelimit, rawpath
+from api import edges, metrics, problems, ratelimit, rawpath, timeouts
 from api.case_exports import CaseExports
 from api.routes import casepages, cases, entries, feed, health, labels, log, pages, read, resolver
 from api.settings import Settings
@@ -76,6 +76,16 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     if settings.read_rate_per_minute > 0:
         app.add_middleware(ratelimit.PublicReadLimit,
                            limiter=ratelimit.RateLimiter(settings.read_rate_per_minute))
+    # None: writes are not limited (benchmarks loading the server from one address).
+    app.state.write_limits = (ratelimit.WriteLimits(settings.write_rate_per_minute)
+                              if settings.write_rate_per_minute > 0 else None)
+    if app.state.write_limits is not None:
+        app.add_middleware(ratelimit.WriteLimit, limits=app.state.write_limits)
+    app.add_exception_handler(ratelimit.RateLimited, ratelimit.answer_rate_limited)
+    app.add_middleware(ratelimit.StreamLimit, per_client=settings.streams_per_client,
+                       total=settings.streams)
+    # Outermost: a client still sending its body is cut off whatever the route.
+    app.add_middleware(timeouts.BodyDeadline, seconds=settings.body_timeout)
     for router in ROUTERS:
         app.include_router(router)
     for router in PAGE_ROUTERS:

@@ -410,6 +410,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SERVE_PROTOCOL = "api.timeouts:HeaderDeadlineProtocol"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -435,7 +438,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         os.environ["QLEDGER_LOG_KEY"] = default_log_key_path(ledger.database)
     _announce_links(args)
-    where = {"host": args.host, "port": args.port}
+    # httptools with a deadline for each request's headers (api/timeouts.py), named so
+    # that each worker process of --workers N imports it.
+    where = {"host": args.host, "port": args.port, "http": SERVE_PROTOCOL}
     try:
         if args.workers == 1:
             uvicorn.run(create_app(ledger, Settings.from_env()), **where)

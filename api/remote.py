@@ -10,6 +10,7 @@ between here and the server is a `ServerError`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -28,6 +29,11 @@ _REJECTIONS = {r.value for r in Rejection}
 
 class ServerError(Exception):
     """The server could not be reached, or answered what the protocol does not allow."""
+
+
+# A long submission through a server that limits writes waits as it is told, within bounds.
+MAX_WAITS = 100
+MAX_WAIT_SECONDS = 60
 
 
 class Server:
@@ -57,8 +63,14 @@ class Server:
         """POST /v1/entries/batch with envelopes given as JSON texts: all recorded or none.
         Raises Rejected (with the position of the bad envelope) when the server refuses."""
         body = ("[" + ",".join(envelopes) + "]").encode("utf-8")
-        response = self._request("POST", "/v1/entries/batch", content=body,
-                                 headers={"Content-Type": "application/json"})
+        for _ in range(MAX_WAITS):
+            response = self._request("POST", "/v1/entries/batch", content=body,
+                                     headers={"Content-Type": "application/json"})
+            # Over the server's write rate (429): nothing was recorded; wait as told.
+            retry = response.headers.get("Retry-After", "")
+            if response.status_code != 429 or not retry.isdigit():
+                break
+            time.sleep(min(int(retry), MAX_WAIT_SECONDS))
         if response.status_code not in (200, 201):
             raise self._error(response)
         try:

@@ -16,7 +16,7 @@ import threading
 import time
 from base64 import b64decode
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import UTC, datetime, timedelta
@@ -41,7 +41,7 @@ from ledger.log.verify import parse_verifier_key
 from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
-from ledger.parallel import Feed, ParallelVerifier, Pending
+from ledger.parallel import ParallelVerifier, Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
@@ -52,8 +52,13 @@ from ledger.unit_of_work import UnitOfWork
 MAX_BATCH = 1000
 MAX_FUTURE = timedelta(minutes=5)
 MAX_RETRIES = 20
+# Envelopes the writer applies between looks at the workers' verdicts so far (a task's
+# worth, ledger/parallel.py TASK).
+CHECK_VERDICTS_EVERY = 64
 
 Clock = Callable[[], datetime]
+# Called with a parsed batch before its signatures are checked; raises to refuse it.
+Admit = Callable[[Sequence["Submission"]], None]
 
 
 def default_log_key_path(database: Database) -> str:
@@ -94,6 +99,15 @@ class Submission:
     digest: bytes  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
     envelope_bytes: bytes  # JCS of the envelope
     key: bytes  # the statement id as 16 bytes, how the statements table keys it
+
+
+class UnknownKeys(Rejected):
+    """Rejected(UNKNOWN_KEY) for a batch: the first envelope signed by an unregistered key,
+    and the others (`others`), all found by one look-up (Ledger.check_keys_registered)."""
+
+    def __init__(self, first: Rejected, others: Sequence[Rejected]) -> None:
+        super().__init__(first.kind, first.detail, position=first.position)
+        self.others = list(others)
 
 
 @contextmanager
@@ -198,6 +212,9 @@ class Ledger(Application[UUID]):
         self._known_size = 0
         self._verifier = ParallelVerifier()
         self._public_keys: dict[str, bytes] = {}  # keyid -> public key: fixed by the hash
+        # Key ids found registered: registration is for ever (revocation is an event of
+        # the same key), so only ids not in here cost a query (check_keys_registered).
+        self._registered_keys: set[str] = set()
         # Called with the last notification id after each commit, before the writer gets
         # its receipts: how views updated in this process give read-your-writes.
         self.after_commit: list[Callable[[int], None]] = []
@@ -404,16 +421,18 @@ class Ledger(Application[UUID]):
             self._config = self._log_key = None  # nothing was created
             raise
 
-    def append(self, envelopes: Sequence[Any]) -> list[Receipt]:
+    def append(self, envelopes: Sequence[Any], admit: Admit | None = None) -> list[Receipt]:
         """Record up to 1,000 envelopes in order, all or nothing.
 
         Raises Rejected (with `position` set for the envelope at fault) and records
         nothing if any envelope fails a check. An envelope recorded before gets its
-        first receipt again (`duplicate=True`) and is not recorded twice.
+        first receipt again (`duplicate=True`) and is not recorded twice. `admit` (the
+        HTTP API's rate limit per key) sees the parsed batch once every key it names is
+        known to be registered, before any signature is checked, and may raise to refuse it.
         """
         self.config  # noqa: B018 - a ledger must exist before anything is appended
         with collecting_after():
-            submissions, pending = self._prepare_verifying(envelopes)
+            submissions, pending = self._prepare_verifying(envelopes, admit)
             receipts = self._append(submissions, pending=pending)
             # Freed here, not traversed by the collection that follows the batch.
             del submissions, pending
@@ -455,21 +474,36 @@ class Ledger(Application[UUID]):
 
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
-        return self._prepare(envelopes, None)
+        return self._prepare(envelopes)
 
-    def _prepare_verifying(self, envelopes: Sequence[Any]) -> tuple[list[Submission], Pending | None]:
-        """`prepare`, handing the signatures by keys seen before to the worker processes
-        as the envelopes are read: the workers verify the first ones while the writer
-        parses the rest, then applies the rules."""
+    def _prepare_verifying(
+        self, envelopes: Sequence[Any], admit: Admit | None = None,
+    ) -> tuple[list[Submission], Pending | None]:
+        """`prepare`, then the cheap checks that need the ledger (every key named is
+        registered; `admit`), and only then the signatures by keys seen before are handed
+        to the worker processes, which verify them while the writer applies the rules.
+
+        Cheap checks first: a batch under made-up key ids, or over its key's rate, costs
+        parsing and one query, never an Ed25519 verification, here or in a worker."""
+        submissions = self._prepare(envelopes)
+        self.check_keys_registered(submissions)
+        if admit is not None:
+            admit(submissions)
         feed = self._verifier.feed()
         try:
-            submissions = self._prepare(envelopes, feed)
+            for position, sub in enumerate(submissions):
+                message = None
+                for sig in sub.envelope.signatures:
+                    public_key = self._public_keys.get(sig.keyid)
+                    if public_key is not None:
+                        message = message or sub.envelope.message()
+                        feed.add((public_key, sig.sig, message), (position, sig.keyid))
         except BaseException:
             feed.cancel()
             raise
         return submissions, feed.finish()
 
-    def _prepare(self, envelopes: Sequence[Any], feed: Feed | None) -> list[Submission]:
+    def _prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         if len(envelopes) > MAX_BATCH:
             raise Rejected(
                 Rejection.TOO_MANY, f"a batch holds at most {MAX_BATCH} envelopes, not {len(envelopes)}"
@@ -485,14 +519,40 @@ class Ledger(Application[UUID]):
             digest = hashlib.sha256(envelope_bytes).digest()
             out.append(Submission(envelope, statement, digest, envelope_bytes,
                                   statement_key(statement.id)))
-            if feed is not None:
-                message = None
-                for sig in envelope.signatures:
-                    public_key = self._public_keys.get(sig.keyid)
-                    if public_key is not None:
-                        message = message or envelope.message()
-                        feed.add((public_key, sig.sig, message), (position, sig.keyid))
         return out
+
+    def check_keys_registered(self, submissions: Sequence[Submission]) -> None:
+        """Raises Rejected(UNKNOWN_KEY) naming every envelope signed by a key that is not
+        registered, neither in the ledger nor by an earlier envelope of the batch.
+
+        The rules say the same later, envelope by envelope, after the signatures before
+        it were checked; this says it first, with one query for the keys not seen before.
+        Revocation and validity are left to the rules: a registered key stays registered."""
+        unseen = {sig.keyid for sub in submissions for sig in sub.envelope.signatures
+                  if sig.keyid not in self._registered_keys}
+        if unseen:
+            ids = {Key.create_id(keyid): keyid for keyid in unseen}
+            stored = self.recorder.select_events_after(  # type: ignore[attr-defined]
+                [(uid, 0) for uid in ids]
+            )
+            self._registered_keys.update(ids[s.originator_id] for s in stored)
+        in_batch: dict[str, int] = {}  # key id -> position of the envelope registering it
+        unknown: list[Rejected] = []
+        for position, sub in enumerate(submissions):
+            for sig in sub.envelope.signatures:
+                if sig.keyid not in self._registered_keys and in_batch.get(sig.keyid, position) >= position:
+                    unknown.append(Rejected(Rejection.UNKNOWN_KEY,
+                                            f"key {sig.keyid} is not registered", position=position))
+                    break
+            if sub.statement.type == "key.registered":
+                with suppress(ValueError):  # a malformed key is the rules' to refuse
+                    in_batch.setdefault(key_id(sub.statement.body["public_key"]), position)
+        if unknown:
+            first = unknown[0]
+            if len(submissions) == 1:
+                first.position = None  # as every refusal of a single envelope
+                raise first
+            raise UnknownKeys(first, unknown[1:])
 
     def _append(
         self,
@@ -557,6 +617,10 @@ class Ledger(Application[UUID]):
         with recording(now) as recording_time:
             for position, sub in enumerate(submissions):
                 s = sub.statement
+                if pending is not None and position and position % CHECK_VERDICTS_EVERY == 0:
+                    # The workers' verdicts so far: a bad signature before here is the
+                    # first fault, and nothing after it need be done.
+                    _raise_signature_failure(pending, submissions, before=position, wait=False)
                 if stamps is not None:
                     now, recorded_at = stamps[position]
                     recording_time(now)
@@ -718,11 +782,13 @@ def authenticate(
 
 
 def _raise_signature_failure(
-    pending: Pending | None, submissions: list[Submission], before: int
+    pending: Pending | None, submissions: list[Submission], before: int, wait: bool = True,
 ) -> None:
+    """Raises the first signature that failed, if it is before `before`; `wait` False:
+    among the verdicts the workers have given so far."""
     if pending is None:
         return
-    for position, keyid in pending.failures():
+    for position, keyid in pending.failures() if wait else pending.failures_known():
         if position < before:
             error = Rejected(
                 Rejection.BAD_SIGNATURE,

@@ -133,6 +133,20 @@ class Pending:
             self._failures = [o for o, ok in zip(self._owners, results, strict=True) if not ok]
         return self._failures
 
+    def failures_known(self) -> list[tuple[int, str]]:
+        """The failures among the tasks the workers have finished, from the first task up
+        to the first one not finished, without waiting: a batch of garbage signatures is
+        refused once its first task is answered, not after its rules have all run."""
+        if self._failures is not None:
+            return self._failures
+        known: list[tuple[int, str]] = []
+        for future, (start, stop) in zip(self._futures, self._bounds, strict=True):
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                break
+            known.extend(o for o, ok in zip(self._owners[start:stop], future.result(),
+                                            strict=True) if not ok)
+        return known
+
     def _results(self) -> list[bool]:
         parts: list[list[bool] | None] = [None] * len(self._futures)
         # Instead of waiting, the caller checks the tasks no worker has begun, the last

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -28,9 +29,10 @@ class ServerProcess:
     Started in its own process group, so that SIGKILL reaches uvicorn's workers too."""
 
     def __init__(self, db: str, log_key_file: Path, *, workers: int = 1,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, env: Mapping[str, str] | None = None) -> None:
         self.db, self.log_key_file, self.workers = db, log_key_file, workers
         self.log = log
+        self.env = dict(env or {})  # on top of the defaults below
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -40,8 +42,10 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         self.port = free_port()
+        # Tests load the server from one address: no rate limits unless a test sets them.
         env = {**os.environ, "PYTHONPATH": str(ROOT), "QLEDGER_LOG_KEY": str(self.log_key_file),
-               "QLEDGER_READ_RATE_PER_MINUTE": "0"}
+               "QLEDGER_READ_RATE_PER_MINUTE": "0", "QLEDGER_WRITE_RATE_PER_MINUTE": "0",
+               **self.env}
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--db", self.db, "--port", str(self.port),

@@ -24,7 +24,7 @@ import uvicorn
 
 from api import cli
 from api.app import create_app
-from api.cli import main
+from api.cli import SERVE_PROTOCOL, main
 from api.settings import Settings
 from ledger import client, keys
 from ledger.application import Ledger
@@ -264,14 +264,15 @@ def test_serve_runs_one_app_or_a_factory_per_worker(
     code, _out, err = run(capsys, "serve", "--db", db_url, "--port", "8123")
     assert code == 0, err
     app, options = calls.pop()
-    assert options == {"host": "127.0.0.1", "port": 8123}
+    assert options == {"host": "127.0.0.1", "port": 8123, "http": SERVE_PROTOCOL}
     assert app.state.ledger.config.log_key == world.ledger.config.log_key
 
     code, _out, err = run(capsys, "serve", "--db", db_url, "--workers", "3", "--host", "127.0.0.1")
     assert code == 0, err
     app, options = calls.pop()
     assert app == "api.app:create_app"
-    assert options == {"host": "127.0.0.1", "port": 8000, "factory": True, "workers": 3}
+    assert options == {"host": "127.0.0.1", "port": 8000, "http": SERVE_PROTOCOL, "factory": True,
+                       "workers": 3}
     assert os.environ["QLEDGER_DB"] == db_url  # where each worker's create_app() looks
 
 

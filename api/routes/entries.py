@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 
 from api import problems
 from api.body import split_json_array
 from api.deps import BodyDep, LedgerDep
 from api.problems import RejectedBatch
+from api.ratelimit import WriteLimits, client_of
 from api.schemas import (
     EXAMPLE_ENVELOPE,
     BatchReceiptPublic,
@@ -22,7 +23,7 @@ from api.schemas import (
     FeedEntryPublic,
     ReceiptPublic,
 )
-from ledger.application import MAX_BATCH, Ledger
+from ledger.application import MAX_BATCH, Admit, Ledger, UnknownKeys
 from ledger.errors import NotFound, Rejected, Rejection
 from ledger.log.checkpoint import parse_checkpoint
 
@@ -74,10 +75,11 @@ _BAD_INDEX = problems.example(
     openapi_extra=_body(_ENVELOPE_SCHEMA, EXAMPLE_ENVELOPE,
                         "a DSSE envelope (PROTOCOL.md §2), at most 1 MiB"),
 )
-def post_entry(body: BodyDep, ledger: LedgerDep, response: Response) -> ReceiptPublic:
+def post_entry(body: BodyDep, ledger: LedgerDep, request: Request,
+               response: Response) -> ReceiptPublic:
     """Record one envelope. The same envelope again answers 200 with its original receipt;
     the same statement `id` in a different envelope is a 409 conflict."""
-    receipt = ledger.append([body])[0]
+    receipt = ledger.append([body], admit=_admit(request, 1))[0]
     if receipt.duplicate:
         response.status_code = status.HTTP_200_OK
     else:
@@ -112,17 +114,32 @@ def post_entry(body: BodyDep, ledger: LedgerDep, response: Response) -> ReceiptP
     openapi_extra=_body(_BATCH_SCHEMA, [EXAMPLE_ENVELOPE],
                         "a JSON array of up to 1,000 envelopes, at most 1 MiB"),
 )
-def post_batch(body: BodyDep, ledger: LedgerDep, response: Response) -> list[BatchReceiptPublic]:
+def post_batch(body: BodyDep, ledger: LedgerDep, request: Request,
+               response: Response) -> list[BatchReceiptPublic]:
     """Record the envelopes in array order, all or none. A refusal names the bad envelopes
     by their 0-based position (`position`, `errors`) and records nothing."""
     items = split_json_array(body)
+    admit = _admit(request, len(items))
     try:
-        receipts = ledger.append(items)
+        receipts = ledger.append(items, admit=admit)
+    except UnknownKeys as e:
+        raise RejectedBatch(e, e.others) from None  # every one named already, by one query
     except Rejected as e:
         raise _name_every_bad_envelope(ledger, items, e) from None
     if all(r.duplicate for r in receipts):
         response.status_code = status.HTTP_200_OK
     return [BatchReceiptPublic.of(r) for r in receipts]
+
+
+def _admit(request: Request, envelopes: int) -> Admit | None:
+    """Charges the client's address for `envelopes` (429 if it has used its allowance),
+    and returns the check of the signing keys' allowances, which the ledger makes once
+    they are known to be registered and before any signature is verified."""
+    limits: WriteLimits | None = request.app.state.write_limits
+    if limits is None:
+        return None
+    limits.charge_client(client_of(request.scope), max(1, envelopes))
+    return limits.admit_keys
 
 
 def _name_every_bad_envelope(ledger: Ledger, items: list[str], first: Rejected) -> Rejected:
@@ -134,6 +151,16 @@ def _name_every_bad_envelope(ledger: Ledger, items: list[str], first: Rejected) 
     start = first.position if first.position is not None else 0
     first.at(start)  # the ledger names no position in a batch of one
     others: list[Rejected] = []
+    if start < len(items):
+        try:
+            ledger.prepare([items[start]])
+        except Rejected:
+            pass
+        else:
+            # The first fault needed ledger state (a rule, a signature), so the ledger had
+            # read the whole batch without fault first: there is nothing more to find, and
+            # reading a batch of garbage signatures twice would double what it costs.
+            return RejectedBatch(first, others)
     for position in range(start + 1, len(items)):  # none before `first` failed these checks
         try:
             ledger.prepare([items[position]])

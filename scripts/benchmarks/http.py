@@ -180,7 +180,8 @@ def serve(factory: str, db: str, log_key: Path, workers: int) -> Iterator[str]:
     """uvicorn serving `factory` with `workers` processes; yields the base URL."""
     port = _free_port()
     env = {**os.environ, "QLEDGER_DB": db, "QLEDGER_LOG_KEY": str(log_key),
-           "QLEDGER_READ_RATE_PER_MINUTE": "0", "PYTHONPATH": str(ROOT)}
+           "QLEDGER_READ_RATE_PER_MINUTE": "0", "QLEDGER_WRITE_RATE_PER_MINUTE": "0",
+           "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--log-level", "warning",

@@ -215,7 +215,7 @@ def rss_mib(pids: list[int]) -> float:
 def served(db: str, log_key: Path, workers: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT_DIR), "QLEDGER_LOG_KEY": str(log_key),
-           "QLEDGER_READ_RATE_PER_MINUTE": "0"}
+           "QLEDGER_READ_RATE_PER_MINUTE": "0", "QLEDGER_WRITE_RATE_PER_MINUTE": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--db", db, "--port", str(port),
          "--workers", str(workers)],
