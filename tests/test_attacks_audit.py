@@ -33,13 +33,12 @@ from ledger.audit import audit
 from ledger.domain.batch import Batch
 from ledger.errors import Rejected
 from ledger.log.verify import RootMismatchError, verify_checkpoint, verify_inclusion
-from tests.support import World, make_gtin, make_uscc
+from tests.support import World
+from tests.test_audit import FARM, MILL, WHEAT, chain
 from traceability.scan import scan
 from traceability.viewcheck import check_views
 from traceability.views import Views
 
-FARM, MILL = make_uscc(11), make_uscc(12)
-WHEAT = make_gtin(1)
 
 
 def sql(db_url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -57,15 +56,9 @@ def sql(db_url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[A
 
 
 def farm_to_mill(db_url: str) -> World:
-    """The farm grows 1,000 kg of wheat and ships it to the mill in four lots of 100."""
-    world = World(db_url)
-    world.register(FARM, "青禾农场", "producer")
-    world.register(MILL, "金穗面粉厂", "producer")
-    world.produce(FARM, WHEAT, "W1", 1000, product="小麦", category="agricultural")
-    for n in range(4):
-        world.ship(FARM, WHEAT, "W1", 100, MILL, f"S-{n}")
-        world.receive(MILL, f"S-{n}", 100)
-    return world
+    """The farm grows 1,000 kg of wheat and ships it to the mill in four lots of 100
+    (the chain of tests/test_audit.py)."""
+    return chain(db_url)
 
 
 def problems(db_url: str, world: World) -> list[str]:
