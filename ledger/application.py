@@ -432,7 +432,7 @@ class Ledger(Application[UUID]):
         """
         self.config  # noqa: B018 - a ledger must exist before anything is appended
         with collecting_after():
-            submissions, pending = self._prepare_verifying(envelopes, admit)
+            submissions, pending = self._prepare_verifying(envelopes, admit, submitted=True)
             receipts = self._append(submissions, pending=pending)
             # Freed here, not traversed by the collection that follows the batch.
             del submissions, pending
@@ -477,16 +477,20 @@ class Ledger(Application[UUID]):
         return self._prepare(envelopes)
 
     def _prepare_verifying(
-        self, envelopes: Sequence[Any], admit: Admit | None = None,
+        self, envelopes: Sequence[Any], admit: Admit | None = None, *, submitted: bool = False,
     ) -> tuple[list[Submission], Pending | None]:
-        """`prepare`, then the cheap checks that need the ledger (every key named is
-        registered; `admit`), and only then the signatures by keys seen before are handed
-        to the worker processes, which verify them while the writer applies the rules.
+        """`prepare`, then, for a `submitted` batch, the cheap checks that need the ledger
+        (every key named is registered; `admit`), and only then the signatures by keys seen
+        before are handed to the worker processes, which verify them while the writer
+        applies the rules.
 
-        Cheap checks first: a batch under made-up key ids, or over its key's rate, costs
-        parsing and one query, never an Ed25519 verification, here or in a worker."""
+        Cheap checks first: a submitted batch under made-up key ids, or over its key's
+        rate, costs parsing and one query, never an Ed25519 verification, here or in a
+        worker. A replay (audit, import) is not checked ahead: its genesis is signed by the
+        key its second entry registers, and its rules say the same in their turn."""
         submissions = self._prepare(envelopes)
-        self.check_keys_registered(submissions)
+        if submitted:
+            self.check_keys_registered(submissions)
         if admit is not None:
             admit(submissions)
         feed = self._verifier.feed()
