@@ -16,14 +16,13 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import problems
-from ledger.application import Submission
 
 # The public read routes: what anyone may ask without being an organization of the ledger.
 # Label sheets and case exports are the heaviest answers, so they count too.
@@ -99,7 +98,7 @@ def client_of(scope: Scope) -> str:
 class WriteLimits:
     """Envelopes per minute per client address and per signing key. The address is
     charged for each envelope of a request once the body is split (`charge_client`); each
-    key for the envelopes it signed once they are parsed and the key known to be
+    key for the envelopes it signs once every key of the batch is known to be
     registered, before any signature is checked (`admit_keys`, given to Ledger.append)."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -120,8 +119,8 @@ class WriteLimits:
             raise RateLimited(wait, f"too many envelopes from {client}; try again in "
                                     f"{max(1, math.ceil(wait))} s")
 
-    def admit_keys(self, submissions: Sequence[Submission]) -> None:
-        signed = Counter(sig.keyid for sub in submissions for sig in sub.envelope.signatures)
+    def admit_keys(self, signed: Mapping[str, int]) -> None:
+        """`signed`: how many of the batch's envelopes each key id signs."""
         for keyid, envelopes in signed.items():
             wait = self.by_key.wait_for(keyid, envelopes)
             if wait > 0:

@@ -15,7 +15,8 @@ import random
 import threading
 import time
 from base64 import b64decode
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
-from ledger.envelope import Envelope
+from ledger.envelope import Envelope, signer_ids
+from ledger.envelope import load_json as load_envelope_json
 from ledger.keys import key_id, load_private_key
 from ledger.log import tree
 from ledger.log.checkpoint import Checkpoint, sign_checkpoint, verifier_key
@@ -41,7 +43,7 @@ from ledger.log.verify import parse_verifier_key
 from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
-from ledger.parallel import ParallelVerifier, Pending
+from ledger.parallel import Feed, ParallelVerifier, Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement, parse_statement
@@ -57,8 +59,9 @@ MAX_RETRIES = 20
 CHECK_VERDICTS_EVERY = 64
 
 Clock = Callable[[], datetime]
-# Called with a parsed batch before its signatures are checked; raises to refuse it.
-Admit = Callable[[Sequence["Submission"]], None]
+# Called with the number of a batch's envelopes signed by each key id, once every key is
+# known to be registered and before any signature is checked; raises to refuse the batch.
+Admit = Callable[[Mapping[str, int]], None]
 
 
 def default_log_key_path(database: Database) -> str:
@@ -479,51 +482,113 @@ class Ledger(Application[UUID]):
     def _prepare_verifying(
         self, envelopes: Sequence[Any], admit: Admit | None = None, *, submitted: bool = False,
     ) -> tuple[list[Submission], Pending | None]:
-        """`prepare`, then, for a `submitted` batch, the cheap checks that need the ledger
-        (every key named is registered; `admit`), and only then the signatures by keys seen
-        before are handed to the worker processes, which verify them while the writer
-        applies the rules.
+        """`prepare`, and the signatures by keys seen before handed to the worker
+        processes, which verify them while the writer applies the rules.
 
-        Cheap checks first: a submitted batch under made-up key ids, or over its key's
+        A `submitted` batch passes the cheap checks that need the ledger first (every key
+        named is registered; `admit`): a batch under made-up key ids, or over its key's
         rate, costs parsing and one query, never an Ed25519 verification, here or in a
-        worker. A replay (audit, import) is not checked ahead: its genesis is signed by the
-        key its second entry registers, and its rules say the same in their turn."""
+        worker. Those checks need only the key ids, which the envelopes' JSON names
+        before anything else is validated: when every id is known to be registered, the
+        batch is admitted from its JSON, and the workers start on the first envelopes
+        while the writer still validates the rest. Otherwise (a key unknown, or one the
+        batch itself registers) the whole batch is validated first and checked after.
+
+        A replay (audit, import) is not checked ahead: its genesis is signed by the key
+        its second entry registers, and its rules say the same in their turn."""
+        self._check_batch_size(envelopes)
+        if submitted:
+            loaded = self._admit_from_json(envelopes, admit)
+            if loaded is not None:
+                return self._prepare_feeding(loaded)
         submissions = self._prepare(envelopes)
         if submitted:
             self.check_keys_registered(submissions)
         if admit is not None:
-            admit(submissions)
+            admit(Counter(sig.keyid for sub in submissions for sig in sub.envelope.signatures))
         feed = self._verifier.feed()
+        for position, sub in enumerate(submissions):
+            self._feed(feed, position, sub)
+        return submissions, feed.finish()
+
+    def _admit_from_json(self, envelopes: Sequence[Any], admit: Admit | None) -> list[Any] | None:
+        """The envelopes' JSON, parsed, once `admit` has let the batch in, when every key
+        id it names is registered already; None when the batch must be validated whole
+        before it is admitted (JSON that is not an envelope's, a key not known here)."""
+        loaded, signers = [], Counter[str]()
+        for item in envelopes:
+            try:
+                obj = load_envelope_json(item)
+            except Rejected:
+                return None  # _prepare says so at its position, in batch order
+            ids = signer_ids(obj)
+            if ids is None:
+                return None
+            signers.update(ids)
+            loaded.append(obj)
+        self._look_up_keys(signers.keys())
+        if not self._registered_keys.issuperset(signers):
+            return None
+        if admit is not None:
+            admit(signers)
+        return loaded
+
+    def _prepare_feeding(self, loaded: list[Any]) -> tuple[list[Submission], Pending | None]:
+        """`prepare` of an admitted batch, handing each envelope's signatures to the workers
+        as soon as it is read; what they have not begun is dropped if the batch is refused."""
+        feed = self._verifier.feed()
+        submissions = []
         try:
-            for position, sub in enumerate(submissions):
-                message = None
-                for sig in sub.envelope.signatures:
-                    public_key = self._public_keys.get(sig.keyid)
-                    if public_key is not None:
-                        message = message or sub.envelope.message()
-                        feed.add((public_key, sig.sig, message), (position, sig.keyid))
+            for position, obj in enumerate(loaded):
+                sub = self._submission(obj, position, len(loaded))
+                self._feed(feed, position, sub)
+                submissions.append(sub)
         except BaseException:
             feed.cancel()
             raise
         return submissions, feed.finish()
 
-    def _prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
+    def _feed(self, feed: Feed, position: int, sub: Submission) -> None:
+        message = None
+        for sig in sub.envelope.signatures:
+            public_key = self._public_keys.get(sig.keyid)
+            if public_key is not None:
+                message = message or sub.envelope.message()
+                feed.add((public_key, sig.sig, message), (position, sig.keyid))
+
+    @staticmethod
+    def _check_batch_size(envelopes: Sequence[Any]) -> None:
         if len(envelopes) > MAX_BATCH:
             raise Rejected(
                 Rejection.TOO_MANY, f"a batch holds at most {MAX_BATCH} envelopes, not {len(envelopes)}"
             )
-        out = []
-        for position, item in enumerate(envelopes):
-            try:
-                envelope = Envelope.from_json(item)
-                statement = parse_statement(envelope.statement)
-            except Rejected as e:
-                raise e.at(position) if len(envelopes) > 1 else e
-            envelope_bytes = envelope_jcs(envelope)
-            digest = hashlib.sha256(envelope_bytes).digest()
-            out.append(Submission(envelope, statement, digest, envelope_bytes,
-                                  statement_key(statement.id)))
-        return out
+
+    def _prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
+        self._check_batch_size(envelopes)
+        return [self._submission(item, position, len(envelopes))
+                for position, item in enumerate(envelopes)]
+
+    @staticmethod
+    def _submission(item: Any, position: int, batch: int) -> Submission:
+        try:
+            envelope = Envelope.from_json(item)
+            statement = parse_statement(envelope.statement)
+        except Rejected as e:
+            raise e.at(position) if batch > 1 else e
+        envelope_bytes = envelope_jcs(envelope)
+        digest = hashlib.sha256(envelope_bytes).digest()
+        return Submission(envelope, statement, digest, envelope_bytes, statement_key(statement.id))
+
+    def _look_up_keys(self, keyids: Iterable[str]) -> None:
+        """Adds to the key ids known registered those of `keyids` the ledger holds, with one
+        query for the ids not known already."""
+        unseen = {keyid for keyid in keyids if keyid not in self._registered_keys}
+        if unseen:
+            ids = {Key.create_id(keyid): keyid for keyid in unseen}
+            stored = self.recorder.select_events_after(  # type: ignore[attr-defined]
+                [(uid, 0) for uid in ids]
+            )
+            self._registered_keys.update(ids[s.originator_id] for s in stored)
 
     def check_keys_registered(self, submissions: Sequence[Submission]) -> None:
         """Raises Rejected(UNKNOWN_KEY) naming every envelope signed by a key that is not
@@ -532,14 +597,7 @@ class Ledger(Application[UUID]):
         The rules say the same later, envelope by envelope, after the signatures before
         it were checked; this says it first, with one query for the keys not seen before.
         Revocation and validity are left to the rules: a registered key stays registered."""
-        unseen = {sig.keyid for sub in submissions for sig in sub.envelope.signatures
-                  if sig.keyid not in self._registered_keys}
-        if unseen:
-            ids = {Key.create_id(keyid): keyid for keyid in unseen}
-            stored = self.recorder.select_events_after(  # type: ignore[attr-defined]
-                [(uid, 0) for uid in ids]
-            )
-            self._registered_keys.update(ids[s.originator_id] for s in stored)
+        self._look_up_keys(sig.keyid for sub in submissions for sig in sub.envelope.signatures)
         in_batch: dict[str, int] = {}  # key id -> position of the envelope registering it
         unknown: list[Rejected] = []
         for position, sub in enumerate(submissions):

@@ -29,7 +29,8 @@ from ledger.canonical import (
     b64decode, b64encode, json_kind, nesting_depth, parse_canonical_statement)
 from ledger.errors import Rejected, Rejection
 
-__all__ = ["MAX_PAYLOAD_BYTES", "PAYLOAD_TYPE", "Envelope", "Signature", "pae"]
+__all__ = ["MAX_PAYLOAD_BYTES", "PAYLOAD_TYPE", "Envelope", "Signature", "load_json", "pae",
+           "signer_ids"]
 
 PAYLOAD_TYPE = "application/vnd.qledger.statement+json"
 MAX_PAYLOAD_BYTES = 65536
@@ -199,6 +200,27 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _ENVELOPE_DECODER = json.JSONDecoder(object_pairs_hook=_object)
 MAX_ENVELOPE_DEPTH = 8
+
+
+def signer_ids(obj: object) -> list[str] | None:
+    """The key ids an envelope, parsed but not yet checked, says it is signed by; None
+    when it is not shaped as an envelope (Envelope.from_json says how)."""
+    signatures = obj.get("signatures") if type(obj) is dict else None
+    if type(signatures) is not list:
+        return None
+    ids = []
+    for item in signatures:
+        keyid = item.get("keyid") if type(item) is dict else None
+        if type(keyid) is not str:
+            return None
+        ids.append(keyid)
+    return ids
+
+
+def load_json(data: bytes | bytearray | str) -> object:
+    """An envelope's JSON text parsed, as Envelope.from_json parses it (depth, duplicate
+    keys), for a caller that looks at it before validating it."""
+    return _load_json(data) if isinstance(data, (bytes, bytearray, str)) else data
 
 
 def _load_json(data: bytes | bytearray | str) -> object:

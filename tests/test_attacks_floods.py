@@ -105,6 +105,47 @@ def test_a_batch_under_an_unregistered_key_is_refused_before_any_signature_is_ch
     assert world.ledger.size() == size
 
 
+def _watch_reading_and_sending(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the writer does, in order: 'read' for each envelope it validates, 'sent' for
+    each task handed to a worker (none is run: the writer checks them all itself)."""
+    seen: list[str] = []
+    ledger_ = world.ledger
+    validate = ledger_._submission
+    monkeypatch.setattr(ledger_, "_submission",
+                        lambda *a: seen.append("read") or validate(*a))
+    monkeypatch.setattr(ledger_._verifier, "workers", 1)
+    monkeypatch.setattr(ledger_._verifier, "submit", lambda jobs: seen.append("sent") and None)
+    return seen
+
+
+def test_an_admitted_batch_goes_to_the_workers_while_it_is_still_being_read(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every key id of the batch is registered, so its JSON alone admits it: the workers
+    # start on its first envelopes while the writer validates the rest.
+    world.submit("batch.produced", FLOUR_MILL, **batch_fields(lot="FIRST"))
+    batch = [produced(world, f"O{i}") for i in range(300)]
+    seen = _watch_reading_and_sending(world, monkeypatch)
+    world.ledger.append(batch)
+    assert seen.count("read") == 300 and "sent" in seen
+    assert seen.index("sent") < len(seen) - 1 - seen[::-1].index("read")
+
+
+def test_a_batch_with_an_unknown_key_is_read_whole_and_refused_before_any_is_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same batch with one made-up key id at its end: read whole, refused, nothing sent.
+    world.submit("batch.produced", FLOUR_MILL, **batch_fields(lot="FIRST"))
+    batch = [produced(world, f"U{i}") for i in range(299)]
+    batch.append(garbage_under(os.urandom(32).hex(), world.statement(
+        "batch.produced", FLOUR_MILL, **batch_fields(lot="U299"))))
+    seen = _watch_reading_and_sending(world, monkeypatch)
+    with pytest.raises(Rejected) as refused:
+        world.ledger.append(batch)
+    assert refused.value.kind is Rejection.UNKNOWN_KEY and refused.value.position == 299
+    assert seen == ["read"] * 300
+
+
 def test_a_key_registered_earlier_in_the_same_batch_is_not_unknown(world: World) -> None:
     # The regulator registers a second key of the mill and the mill uses it at once.
     from tests.support import ROOT
