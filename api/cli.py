@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TextIO
 
 from api.remote import MAX_BODY, ServerError
 from ledger.errors import LedgerError, Rejected, VerificationError
+from ledger.statement_types import StatementType as T
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE = 0, 1, 2
 CHUNK = 1000
@@ -258,7 +259,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     root_key = keys.load_private_key(root_key_path) if args.root_key else None
 
     org = client.new_statement(
-        "org.registered", root, uscc=root, name=args.root_name, roles=["regulator"],
+        T.ORG_REGISTERED, root, uscc=root, name=args.root_name, roles=["regulator"],
         region=args.root_region,
     )
     # The root key is generated after the checks above, so a refused init writes nothing.
@@ -266,7 +267,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         root_key = keys.generate_private_key()
     public = keys.public_bytes(root_key)
     key = client.new_statement(
-        "key.registered", root, org=root, public_key=keys.encode_public_key(public)
+        T.KEY_REGISTERED, root, org=root, public_key=keys.encode_public_key(public)
     )
     log_key = keys.generate_private_key()
     genesis = [client.sign(org, root_key), client.sign(key, root_key)]

@@ -20,6 +20,7 @@ from stdnum.cn import uscc as stdnum_uscc
 from ledger import client, keys
 from ledger.application import Ledger
 from ledger.identifiers import gtin_check_digit
+from ledger.statement_types import StatementType as T
 
 
 def _uscc(body: str) -> str:
@@ -79,9 +80,9 @@ def build(db: str, log_key_path: Path, root_key_path: Path, origin: str = "demo.
 
     public = keys.encode_public_key(keys.public_bytes(signers[REGULATOR]))
     ledger.create(origin, log_key, REGULATOR, [
-        sign("org.registered", REGULATOR, uscc=REGULATOR, name="福建省市场监督管理局（演示）",
+        sign(T.ORG_REGISTERED, REGULATOR, uscc=REGULATOR, name="福建省市场监督管理局（演示）",
              roles=["regulator"], region="350000"),
-        sign("key.registered", REGULATOR, org=REGULATOR, public_key=public),
+        sign(T.KEY_REGISTERED, REGULATOR, org=REGULATOR, public_key=public),
     ])
     cast = [
         (FARM, "福清市禾丰粮食种植专业合作社", ["producer"], "350181"),
@@ -97,25 +98,25 @@ def build(db: str, log_key_path: Path, root_key_path: Path, origin: str = "demo.
     for uscc, name, roles, region in cast:
         signers[uscc] = keys.generate_private_key()
         record(
-            sign("org.registered", REGULATOR, uscc=uscc, name=name, roles=roles, region=region),
-            sign("key.registered", REGULATOR, org=uscc,
+            sign(T.ORG_REGISTERED, REGULATOR, uscc=uscc, name=name, roles=roles, region=region),
+            sign(T.KEY_REGISTERED, REGULATOR, org=uscc,
                  public_key=keys.encode_public_key(keys.public_bytes(signers[uscc]))),
         )
 
     def produce(by: str, gtin: str, lot: str, product: str, category: str, qty: int, unit: str,
                 standard: str, inputs: list[dict[str, Any]], shelf_days: int | None = None) -> None:
         extra = {"expires_at": client.format_time(at() + timedelta(days=shelf_days))} if shelf_days else {}
-        record(sign("batch.produced", by, gtin=gtin, lot=lot, product=product, category=category,
+        record(sign(T.BATCH_PRODUCED, by, gtin=gtin, lot=lot, product=product, category=category,
                     quantity=qty, unit=unit, produced_at=client.format_time(at()),
                     standard=standard, inputs=inputs, **extra))
 
     def ship(by: str, gtin: str, lot: str, qty: int, to: str, shipment: str) -> None:
-        record(sign("batch.shipped", by, gtin=gtin, lot=lot, quantity=qty, to=to, shipment=shipment),
-               sign("batch.received", to, shipment=shipment, quantity=qty))
+        record(sign(T.BATCH_SHIPPED, by, gtin=gtin, lot=lot, quantity=qty, to=to, shipment=shipment),
+               sign(T.BATCH_RECEIVED, to, shipment=shipment, quantity=qty))
 
     def check(gtin: str, lot: str, subject: str, stage: str, verdict: str, report: str,
               lead: str) -> None:
-        record(sign("check.recorded", LAB, gtin=gtin, lot=lot, subject=subject, kind="supervisory",
+        record(sign(T.CHECK_RECORDED, LAB, gtin=gtin, lot=lot, subject=subject, kind="supervisory",
                     stage=stage, sampled_at=client.format_time(at()), standard="GB 2762-2022",
                     items=[{"name": "铅（以Pb计）", "value": lead, "limit": "0.2", "unit": "mg/kg",
                             "verdict": verdict},
@@ -156,20 +157,20 @@ def build(db: str, log_key_path: Path, root_key_path: Path, origin: str = "demo.
     ship(DISTRIBUTOR, BREAD, "BR20261028-B", 1000, MART_B, "SH-DS-0304")
     day[0] += 1
     check(BREAD, "BR20261028-A", BAKERY, "circulation", "pass", "FJQI-2026-11020", "0.04")
-    record(sign("recall.issued", MILL, gtin=FLOUR, lots=["FL20261025-2"], level=2,
+    record(sign(T.RECALL_ISSUED, MILL, gtin=FLOUR, lots=["FL20261025-2"], level=2,
                 reason="监督抽查铅含量超标（0.38 mg/kg，限量 0.2 mg/kg），主动召回"))
     day[0] += 2
-    record(sign("case.opened", MART_B, case="FJ-12315-2026-0457", respondent=BAKERY,
+    record(sign(T.CASE_OPENED, MART_B, case="FJ-12315-2026-0457", respondent=BAKERY,
                 batches=[{"gtin": BREAD, "lot": "BR20261028-B"}],
                 summary="消费者经12315反映吐司口感异常，超市下架并投诉", channel="12315"))
     day[0] += 5
-    record(sign("case.resolved", REGULATOR, case="FJ-12315-2026-0457", finding="substantiated",
+    record(sign(T.CASE_RESOLVED, REGULATOR, case="FJ-12315-2026-0457", finding="substantiated",
                 summary="经查所用面粉批次铅超标，已责令整改", refs=[]))
     produce(WORKSHOP, SNACK, "MH-1101", "手工麻花 250g", "food", 600, "bag", "GB 7100-2015", [], 90)
     check(SNACK, "MH-1101", WORKSHOP, "production", "fail", "FJQI-2026-11105", "0.52")
-    record(sign("blacklist.added", REGULATOR, org=WORKSHOP, reason="生产销售不合格食品且拒不整改",
+    record(sign(T.BLACKLIST_ADDED, REGULATOR, org=WORKSHOP, reason="生产销售不合格食品且拒不整改",
                 basis="《市场监督管理严重违法失信名单管理办法》第九条", refs=[]))
-    record(sign("award.granted", REGULATOR, org=FARM, title="福建省名牌农产品",
+    record(sign(T.AWARD_GRANTED, REGULATOR, org=FARM, title="福建省名牌农产品",
                 valid_until=client.format_time(at() + timedelta(days=700))))
     root_key_path.parent.mkdir(parents=True, exist_ok=True)
     keys.write_private_key(log_key_path, log_key)

@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from ledger.statement_types import StatementType as T
 from ledger.text import scrub
 
 from api.regions import province
@@ -116,7 +117,7 @@ _CODES = {
 }
 
 _RULES = (("start", "rule_start"), ("check.failed", "rule_check"), ("recall", "rule_recall"),
-          ("case.", "rule_case"), ("credit.adjusted", "rule_adjusted"),
+          ("case.", "rule_case"), (T.CREDIT_ADJUSTED, "rule_adjusted"),
           ("award", "rule_award"), ("clamp", "rule_clamp"))
 
 

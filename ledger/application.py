@@ -46,6 +46,7 @@ from ledger.log.tree import Frontier
 from ledger.parallel import Feed, ParallelVerifier, Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
+from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.store import Database, WriterLock
 from ledger.transcoding import LedgerMapper, LedgerTranscoder
@@ -606,7 +607,7 @@ class Ledger(Application[UUID]):
                     unknown.append(Rejected(Rejection.UNKNOWN_KEY,
                                             f"key {sig.keyid} is not registered", position=position))
                     break
-            if sub.statement.type == "key.registered":
+            if sub.statement.type == T.KEY_REGISTERED:
                 with suppress(ValueError):  # a malformed key is the rules' to refuse
                     in_batch.setdefault(key_id(sub.statement.body["public_key"]), position)
         if unknown:
@@ -865,12 +866,12 @@ def check_genesis(submissions: list[Submission], root_org: str) -> None:
         raise Rejected(Rejection.BAD_FIELDS, "a ledger starts with exactly two entries")
     first, second = (s.statement for s in submissions)
     if not (
-        first.type == "org.registered"
+        first.type == T.ORG_REGISTERED
         and first.by == first.body["uscc"] == root_org
         and "regulator" in first.body["roles"]
     ):
         raise Rejected(
             Rejection.BAD_FIELDS, "entry 0 must register the root regulator, signed by itself"
         )
-    if not (second.type == "key.registered" and second.by == second.body["org"] == root_org):
+    if not (second.type == T.KEY_REGISTERED and second.by == second.body["org"] == root_org):
         raise Rejected(Rejection.BAD_FIELDS, "entry 1 must register the root regulator's key")

@@ -67,6 +67,7 @@ from ledger.log.tree import Frontier
 from ledger.log.verify import verify_checkpoint
 from ledger.parallel import ParallelVerifier, Pending
 from ledger.rules import RULES, Context, may_refuse_after_a_change
+from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.store import StatementRow
 from ledger.timefmt import parse_time
@@ -431,7 +432,7 @@ class _Run:
             if sub is None:
                 continue
             s = sub.statement
-            if s.type == "key.registered":
+            if s.type == T.KEY_REGISTERED:
                 self.public_keys[key_id(s.body["public_key"])] = s.body["public_key"]
             for sig in sub.envelope.signatures:
                 public_key = self.public_keys.get(sig.keyid)

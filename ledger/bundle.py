@@ -63,6 +63,7 @@ from ledger.log.verify import (
     verify_inclusion,
 )
 from ledger.parallel import MIN_PARALLEL, ParallelVerifier, verify_all
+from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import parse_time
 from ledger.timeline import timeline
@@ -349,7 +350,7 @@ def _signatures(entries: list[_Entry], fail: Any, verdict: Verdict,
     by_index = {e.index: e for e in entries}
     registered_at = {}  # keyid -> index of its registration anywhere in the bundle
     for e in entries:
-        if e.statement.type == "key.registered":
+        if e.statement.type == T.KEY_REGISTERED:
             registered_at.setdefault(_keyid(e.statement), e.index)
     keys: dict[str, _Key] = {}
     orgs: dict[str, list[str]] = {}  # USCC -> roles
@@ -428,11 +429,11 @@ def _genesis(by_index: dict[int, _Entry], fail: Any) -> _Key | None:
              "every chain of trust starts from")
         return None
     a, b = first.statement, second.statement
-    if not (a.type == "org.registered" and a.by == a.body["uscc"]
+    if not (a.type == T.ORG_REGISTERED and a.by == a.body["uscc"]
             and "regulator" in a.body["roles"]):
         fail("entry 0 is not the root regulator registering itself")
         return None
-    if not (b.type == "key.registered" and b.by == b.body["org"] == a.by):
+    if not (b.type == T.KEY_REGISTERED and b.by == b.body["org"] == a.by):
         fail("entry 1 is not the root regulator registering its key")
         return None
     return _key_of(second)
@@ -469,7 +470,7 @@ def _register(e: _Entry, keys: dict[str, _Key], orgs: dict[str, list[str]],
     s, where = e.statement, f"entry {e.index}"
     regulator = "regulator" in orgs.get(s.by, [])
     root = e.index <= 1 or s.by == _root_of(orgs)
-    if s.type == "org.registered":
+    if s.type == T.ORG_REGISTERED:
         if e.index != 0 and not regulator:
             fail(f"{where}: {s.by} registers an organization but is not a registered regulator")
             return
@@ -478,9 +479,9 @@ def _register(e: _Entry, keys: dict[str, _Key], orgs: dict[str, list[str]],
                  "root regulator may")
             return
         orgs.setdefault(s.body["uscc"], list(s.body["roles"]))
-    elif s.type in ("key.registered", "key.revoked"):
+    elif s.type in (T.KEY_REGISTERED, T.KEY_REVOKED):
         org = s.body["org"]
-        doing = "registers a key for" if s.type == "key.registered" else "revokes a key of"
+        doing = "registers a key for" if s.type == T.KEY_REGISTERED else "revokes a key of"
         if org not in orgs:
             fail(f"{where}: {doing} {org}, which no earlier entry of the bundle registers")
             return
@@ -488,7 +489,7 @@ def _register(e: _Entry, keys: dict[str, _Key], orgs: dict[str, list[str]],
         if problem:
             fail(f"{where}: {s.by} {doing} {org}, but {problem}")
             return
-        if s.type == "key.revoked":
+        if s.type == T.KEY_REVOKED:
             revocations.setdefault(s.body["keyid"], []).append((e.index, s.body["revoked_at"]))
             return
         try:
@@ -556,10 +557,10 @@ def _check_subject(manifest: Manifest, case: Any, entries: Sequence[_Entry], fai
     elif case is None:
         if manifest.kind != "batch":
             fail(f"manifest: it is about {said}, the bundle (case null) about a batch")
-        elif not any(e.statement.type == "batch.produced"
+        elif not any(e.statement.type == T.BATCH_PRODUCED
                      and (e.statement.body["gtin"], e.statement.body["lot"]) == manifest.subject
                      for e in entries):
-            fail(f"manifest: it is about {said}, whose batch.produced entry the bundle lacks")
+            fail(f"manifest: it is about {said}, whose {T.BATCH_PRODUCED} entry the bundle lacks")
 
 
 # ---- what is derived ----------------------------------------------------------------------
@@ -606,7 +607,7 @@ def _check_case(case: Any, entries: Sequence[_Entry], fail: Any) -> None:
     if not isinstance(case, str):
         fail("case must be a string or null")
         return
-    if not any(e.statement.type == "case.opened" and e.statement.body["case"] == case
+    if not any(e.statement.type == T.CASE_OPENED and e.statement.body["case"] == case
                for e in entries):
         fail(f"no entry of the bundle opens case {case!r}")
 

@@ -13,6 +13,7 @@ from ledger.domain.organization import Organization
 from ledger.domain.shipment import Shipment
 from ledger.envelope import Envelope
 from ledger.keys import key_id
+from ledger.statement_types import StatementType as T
 from ledger.statements import Statement
 
 _ORG_FIELDS = ("uscc", "org", "to", "subject", "respondent")
@@ -37,7 +38,7 @@ def references(envelope: Envelope, s: Statement) -> Iterator[UUID]:
         yield Shipment.create_id(b["shipment"])
     if isinstance(b.get("case"), str):
         yield Case.create_id(b["case"])
-    if s.type == "key.registered":
+    if s.type == T.KEY_REGISTERED:
         yield Key.create_id(key_id(b["public_key"]))
-    elif s.type == "key.revoked":
+    elif s.type == T.KEY_REVOKED:
         yield Key.create_id(b["keyid"])

@@ -8,7 +8,7 @@ A correction's replacement is held to the rule of its type too, "as if it had be
 issued instead of the original" (EVENTS.md "Corrections"): the rule runs with
 `ctx.replacing` set to the corrected entry, checks everything a plain statement would
 be checked for, and stops before the effects, which the original had already (the
-fields behind them are fixed, `FIXED_FIELDS`).
+fields behind them are fixed: statement_types.FACTS).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ledger.domain.organization import Organization
 from ledger.domain.shipment import Shipment
 from ledger.errors import Rejected, Rejection
 from ledger.keys import check_prime_order, encode_public_key, key_id
+from ledger.statement_types import FACTS, StatementType as T
 from ledger.statements import Statement
 from ledger.unit_of_work import UnitOfWork
 
@@ -122,7 +123,7 @@ def key_registered(ctx: Context) -> None:
     b = ctx.body
     # An organization adds its own keys with a key it already has; anyone else
     # registering keys for it must have authority over it (a lab may not, say).
-    ctx.check_authority_over(ctx.org(b["org"], "org"), f"key.registered for {b['org']}")
+    ctx.check_authority_over(ctx.org(b["org"], "org"), f"{T.KEY_REGISTERED} for {b['org']}")
     check_prime_order(b["public_key"], "public_key")
     if ctx.replacing is not None:
         return
@@ -138,7 +139,7 @@ def key_registered(ctx: Context) -> None:
 
 def key_revoked(ctx: Context) -> None:
     b = ctx.body
-    ctx.check_authority_over(ctx.org(b["org"], "org"), f"key.revoked for {b['org']}")
+    ctx.check_authority_over(ctx.org(b["org"], "org"), f"{T.KEY_REVOKED} for {b['org']}")
     key = ctx.uow.get(Key, Key.create_id(b["keyid"]))
     if key is None or key.org != b["org"]:
         raise Rejected(Rejection.UNKNOWN_KEY, f"keyid: {b['keyid']} is not a key of {b['org']}")
@@ -148,7 +149,7 @@ def key_revoked(ctx: Context) -> None:
 
 
 def batch_produced(ctx: Context) -> None:
-    ctx.signer.check_role("producer", doing="batch.produced")
+    ctx.signer.check_role("producer", doing=T.BATCH_PRODUCED)
     b = ctx.body
     if ctx.replacing is not None:
         return
@@ -305,55 +306,10 @@ def case_resolved(ctx: Context) -> None:
         case.resolve(ctx.body["finding"], entry=ctx.index)
 
 
-# EVENTS.md "Corrections": the subject of each type, what a statement is about. A
-# correction may not move a statement onto another batch, organization, key or case.
-SUBJECT_FIELDS: dict[str, tuple[str, ...]] = {
-    "org.registered": ("uscc",),
-    "key.registered": ("org", "public_key"),
-    "key.revoked": ("org", "keyid"),
-    "batch.produced": ("gtin", "lot"),
-    "batch.shipped": ("gtin", "lot", "shipment", "to"),
-    "batch.received": ("shipment",),
-    "check.recorded": ("gtin", "lot", "subject", "kind"),
-    "recall.issued": ("gtin",),
-    "credit.adjusted": ("org",),
-    "blacklist.added": ("org",),
-    "blacklist.removed": ("org",),
-    "award.granted": ("org",),
-    "case.opened": ("case",),
-    "case.evidence": ("case",),
-    "case.resolved": ("case",),
-    "correction": ("corrects",),
-}
-
-# Beyond the subject, what the write side acted on: quantities moved, roles and keys
-# trusted, a key's validity, a case's parties. A replacement cannot change these, since
-# the aggregates already hold their effects, and a statement with effects cannot be
-# withdrawn: such a mistake is undone by a statement of its own (a shipment back, a key
-# revocation, a delisting). This is stricter than EVENTS.md's table, which names only the
-# subject; a plain statement could not undo these effects either.
-ACTED_ON: dict[str, tuple[str, ...]] = {
-    "org.registered": ("roles",),
-    "key.registered": ("valid_from",),
-    "key.revoked": ("revoked_at",),
-    "batch.produced": ("quantity", "inputs"),
-    "batch.shipped": ("quantity",),
-    "batch.received": ("quantity",),
-    "blacklist.added": ("until",),
-    "blacklist.removed": (),
-    "case.opened": ("respondent",),
-    "case.resolved": (),
-}
-
-FIXED_FIELDS: dict[str, tuple[str, ...]] = {
-    kind: subject + ACTED_ON.get(kind, ()) for kind, subject in SUBJECT_FIELDS.items()
-}
-
-
 def may_withdraw(kind: str) -> bool:
     """Whether a statement of this type may be withdrawn (a correction with a null
-    replacement): only where the write side acted on nothing."""
-    return kind not in ACTED_ON
+    replacement): only where the write side acted on nothing (statement_types.FACTS)."""
+    return FACTS[kind].may_withdraw
 
 
 def correction(ctx: Context) -> None:
@@ -390,13 +346,13 @@ def _check_replacement(
             f"{where} must keep the corrected statement's type, id and by "
             f"({old.type}, {old.id}, {old.by})",
         )
-    for name in FIXED_FIELDS[old.type]:
+    for name in FACTS[old.type].fixed:
         if new.body.get(name) != old.body.get(name):
             raise Rejected(
                 Rejection.BAD_CORRECTION,
                 f"{where}.{name}: a correction may not change {name} of a {old.type}",
             )
-    if old.type == "correction":
+    if old.type == T.CORRECTION:
         target = old.body["corrects"]
         _check_replacement(ctx, target, ctx.read_statement(target), new.replacement,
                            f"{where}.replacement")
@@ -410,23 +366,23 @@ def _check_replacement(
         raise Rejected(e.kind, f"{where}: {e.detail}") from None
 
 
-RULES: dict[str, Callable[[Context], None]] = {
-    "org.registered": org_registered,
-    "key.registered": key_registered,
-    "key.revoked": key_revoked,
-    "batch.produced": batch_produced,
-    "batch.shipped": batch_shipped,
-    "batch.received": batch_received,
-    "check.recorded": check_recorded,
-    "recall.issued": recall_issued,
-    "credit.adjusted": credit_adjusted,
-    "blacklist.added": blacklist_added,
-    "blacklist.removed": blacklist_removed,
-    "award.granted": award_granted,
-    "case.opened": case_opened,
-    "case.evidence": case_evidence,
-    "case.resolved": case_resolved,
-    "correction": correction,
+RULES: dict[str, Callable[[Context], None]] = {  # by StatementType
+    T.ORG_REGISTERED: org_registered,
+    T.KEY_REGISTERED: key_registered,
+    T.KEY_REVOKED: key_revoked,
+    T.BATCH_PRODUCED: batch_produced,
+    T.BATCH_SHIPPED: batch_shipped,
+    T.BATCH_RECEIVED: batch_received,
+    T.CHECK_RECORDED: check_recorded,
+    T.RECALL_ISSUED: recall_issued,
+    T.CREDIT_ADJUSTED: credit_adjusted,
+    T.BLACKLIST_ADDED: blacklist_added,
+    T.BLACKLIST_REMOVED: blacklist_removed,
+    T.AWARD_GRANTED: award_granted,
+    T.CASE_OPENED: case_opened,
+    T.CASE_EVIDENCE: case_evidence,
+    T.CASE_RESOLVED: case_resolved,
+    T.CORRECTION: correction,
 }
 
 
@@ -434,4 +390,4 @@ def may_refuse_after_a_change(s: Statement) -> bool:
     """Whether the rule may change one aggregate and then refuse on another: a batch
     made of several inputs consumes them one by one. The writer discards a refused
     batch; a replay that keeps its state in memory must undo such a change."""
-    return s.type == "batch.produced" and len(s.body["inputs"]) > 1
+    return s.type == T.BATCH_PRODUCED and len(s.body["inputs"]) > 1

@@ -24,6 +24,7 @@ from ledger.identifiers import (
     validate_uscc,
 )
 from ledger.keys import decode_public_key
+from ledger.statement_types import StatementType as T
 from ledger.text import forbidden_text
 from ledger.timefmt import parse_time
 
@@ -266,7 +267,7 @@ batch_ref = Fields({"gtin": gtin, "lot": lot})
 refs = list_of(entry_index)
 
 TYPES: dict[str, Fields] = {
-    "org.registered": Fields(
+    T.ORG_REGISTERED: Fields(
         {
             "uscc": uscc,
             "name": text(200),
@@ -275,11 +276,11 @@ TYPES: dict[str, Fields] = {
         },
         {"legacy_code": org_code},
     ),
-    "key.registered": Fields({"org": uscc, "public_key": public_key}, {"valid_from": time}),
-    "key.revoked": Fields(
+    T.KEY_REGISTERED: Fields({"org": uscc, "public_key": public_key}, {"valid_from": time}),
+    T.KEY_REVOKED: Fields(
         {"org": uscc, "keyid": keyid, "reason": text(), "revoked_at": time}
     ),
-    "batch.produced": Fields(
+    T.BATCH_PRODUCED: Fields(
         {
             "gtin": gtin,
             "lot": lot,
@@ -293,11 +294,11 @@ TYPES: dict[str, Fields] = {
         },
         {"expires_at": time},
     ),
-    "batch.shipped": Fields(
+    T.BATCH_SHIPPED: Fields(
         {"gtin": gtin, "lot": lot, "quantity": quantity, "to": uscc, "shipment": token}
     ),
-    "batch.received": Fields({"shipment": token, "quantity": quantity}),
-    "check.recorded": Fields(
+    T.BATCH_RECEIVED: Fields({"shipment": token, "quantity": quantity}),
+    T.CHECK_RECORDED: Fields(
         {
             "gtin": gtin,
             "lot": lot,
@@ -323,20 +324,20 @@ TYPES: dict[str, Fields] = {
             "report_no": token,
         }
     ),
-    "recall.issued": Fields(
+    T.RECALL_ISSUED: Fields(
         {"gtin": gtin, "lots": list_of(lot, 1, MAX_LIST, unique=True), "reason": text(),
          "level": integer(1, 3)}
     ),
-    "credit.adjusted": Fields(
+    T.CREDIT_ADJUSTED: Fields(
         {"org": uscc, "delta": integer(-1000, 1000), "reason": text(), "basis": text(),
          "refs": refs}
     ),
-    "blacklist.added": Fields(
+    T.BLACKLIST_ADDED: Fields(
         {"org": uscc, "reason": text(), "basis": text(), "refs": refs}, {"until": time}
     ),
-    "blacklist.removed": Fields({"org": uscc, "reason": text(), "refs": refs}),
-    "award.granted": Fields({"org": uscc, "title": text(200), "valid_until": time}),
-    "case.opened": Fields(
+    T.BLACKLIST_REMOVED: Fields({"org": uscc, "reason": text(), "refs": refs}),
+    T.AWARD_GRANTED: Fields({"org": uscc, "title": text(200), "valid_until": time}),
+    T.CASE_OPENED: Fields(
         {
             "case": token,
             "respondent": uscc,
@@ -345,11 +346,11 @@ TYPES: dict[str, Fields] = {
             "channel": token,
         }
     ),
-    "case.evidence": Fields({"case": token, "refs": refs, "note": text(2000)}),
-    "case.resolved": Fields(
+    T.CASE_EVIDENCE: Fields({"case": token, "refs": refs, "note": text(2000)}),
+    T.CASE_RESOLVED: Fields(
         {"case": token, "finding": one_of(*FINDINGS), "summary": text(2000), "refs": refs}
     ),
-    "correction": Fields(
+    T.CORRECTION: Fields(
         {"corrects": entry_index, "reason": text(), "replacement": lambda v, p: v}
     ),
 }
@@ -396,7 +397,7 @@ def parse_statement(obj: Any, path: str = "", *, trusted: bool = False) -> State
     fields = {k: v for k, v in obj.items() if k not in COMMON}
     body = TYPES[kind](fields, path)
     replacement = None
-    if kind == "correction" and body["replacement"] is not None:
+    if kind == T.CORRECTION and body["replacement"] is not None:
         # A replacement is a whole statement of the corrected type; it is checked
         # here for shape, and against the corrected entry when the rules run.
         replacement = parse_statement(body["replacement"], _join(path, "replacement"))
@@ -410,7 +411,7 @@ def _parse_trusted(obj: dict[str, Any]) -> Statement:
         raise Rejected(Rejection.UNKNOWN_TYPE, f"type: unknown statement type {kind!r}")
     body = fields.trusted({k: v for k, v in obj.items() if k not in COMMON})
     replacement = None
-    if kind == "correction" and body["replacement"] is not None:
+    if kind == T.CORRECTION and body["replacement"] is not None:
         replacement = _parse_trusted(body["replacement"])
     return Statement(kind, obj["id"], obj["by"], _trusted_time(obj["issued_at"]), body,
                      replacement)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ledger.statement_types import StatementType as T
 from ledger.timefmt import parse_time
 
 Statement = dict[str, Any]
@@ -96,22 +97,22 @@ def _correction(s: Statement) -> str:
 
 
 _SUMMARIES: dict[str, Callable[[Statement], str]] = {
-    "org.registered": _org_registered,
-    "key.registered": _key_registered,
-    "key.revoked": _key_revoked,
-    "batch.produced": _produced,
-    "batch.shipped": _shipped,
-    "batch.received": _received,
-    "check.recorded": _check,
-    "recall.issued": _recall,
-    "credit.adjusted": _credit,
-    "blacklist.added": _blacklisted,
-    "blacklist.removed": _unlisted,
-    "award.granted": _award,
-    "case.opened": _opened,
-    "case.evidence": _evidence,
-    "case.resolved": _resolved,
-    "correction": _correction,
+    T.ORG_REGISTERED: _org_registered,
+    T.KEY_REGISTERED: _key_registered,
+    T.KEY_REVOKED: _key_revoked,
+    T.BATCH_PRODUCED: _produced,
+    T.BATCH_SHIPPED: _shipped,
+    T.BATCH_RECEIVED: _received,
+    T.CHECK_RECORDED: _check,
+    T.RECALL_ISSUED: _recall,
+    T.CREDIT_ADJUSTED: _credit,
+    T.BLACKLIST_ADDED: _blacklisted,
+    T.BLACKLIST_REMOVED: _unlisted,
+    T.AWARD_GRANTED: _award,
+    T.CASE_OPENED: _opened,
+    T.CASE_EVIDENCE: _evidence,
+    T.CASE_RESOLVED: _resolved,
+    T.CORRECTION: _correction,
 }
 
 

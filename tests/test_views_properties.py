@@ -38,7 +38,8 @@ from hypothesis import strategies as st
 from ledger import client
 from ledger.envelope import Envelope
 from ledger.errors import Rejected, Rejection
-from ledger.rules import FIXED_FIELDS, may_withdraw
+from ledger.rules import may_withdraw
+from ledger.statement_types import FACTS
 from ledger.timefmt import parse_time
 from tests.conftest import PG_URL
 from tests.support import ROOT, World, make_gtin, make_uscc
@@ -163,7 +164,7 @@ class Model:
 
 def valid(old: dict[str, Any], new: dict[str, Any] | None) -> bool:
     """What the ledger asks of a direct correction's replacement (ledger.rules)."""
-    fixed = FIXED_FIELDS.get(old["type"], ())
+    fixed = FACTS[old["type"]].fixed if old["type"] in FACTS else ()
     if new is None:
         return may_withdraw(old["type"])
     return all(new[k] == old[k] for k in ("type", "id", "by", *fixed))

@@ -27,6 +27,7 @@ from typing import Any
 from ledger.application import KeyHistory, StoredEntry
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, NotFound
+from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from traceability.sql import Tx
 from traceability.trace import batch_key
@@ -54,7 +55,7 @@ _BATCH_ROOT = "SELECT CAST(? AS TEXT), CAST(? AS TEXT)"
 
 # Statement types a correction may withdraw whose rows then leave the views: found by
 # reading the withdrawn statement, since no view row names its batch or organization.
-_WITHDRAWABLE = ("recall.issued", "credit.adjusted", "award.granted")
+_WITHDRAWABLE = (T.RECALL_ISSUED, T.CREDIT_ADJUSTED, T.AWARD_GRANTED)
 
 # Signatures sit outside the (base64) payload, so in an entry's JCS text every
 # `"keyid":"…"` is a signature's: a pattern finds them without parsing the JSON.
@@ -149,10 +150,10 @@ def _content(tx: Tx, roots: str, params: Sequence[str], parties: set[str]) -> Co
         found.update(r["entry"] for r in tx.rows(
             f"WITH o(org) AS (VALUES {values}) "
             "SELECT l.entry FROM o CROSS JOIN v_credit_lines l "
-            "WHERE l.org = o.org AND l.rule = 'credit.adjusted' "
+            "WHERE l.org = o.org AND l.rule = ? "
             "UNION SELECT a.entry FROM o CROSS JOIN v_awards a WHERE a.org = o.org "
             "UNION SELECT b.entry FROM o CROSS JOIN v_blacklist b WHERE b.org = o.org",
-            part))
+            [*part, T.CREDIT_ADJUSTED.value]))
     return Content(found, batches, orgs, _withdrawn(tx))
 
 
@@ -173,8 +174,8 @@ def _named(views: Views, candidates: list[int], batches: set[tuple[str, str]],
         if s is None:
             continue
         b = s.body
-        if (s.type == "recall.issued" and any((b["gtin"], lot) in batches for lot in b["lots"])
-                or s.type != "recall.issued" and b.get("org") in orgs):
+        if (s.type == T.RECALL_ISSUED and any((b["gtin"], lot) in batches for lot in b["lots"])
+                or s.type != T.RECALL_ISSUED and b.get("org") in orgs):
             out.add(entry.index)
     return out
 
@@ -237,7 +238,7 @@ def _statement(entry: StoredEntry) -> Statement | None:
 
 def _refs(s: Statement) -> list[int]:
     """The entries a case statement (or a correction's replacement of one) cites."""
-    version = s.replacement if s.type == "correction" else s
+    version = s.replacement if s.type == T.CORRECTION else s
     if version is None or not version.type.startswith("case."):
         return []
     return list(version.body.get("refs", []))

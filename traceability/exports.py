@@ -34,6 +34,7 @@ from ledger.application import Ledger, StoredEntry
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, NotFound
 from ledger.keys import key_id
+from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.text import scrub
 from ledger.timefmt import parse_time
@@ -41,7 +42,7 @@ from traceability.cases import case_view
 from traceability.evidence import case_entries
 from traceability.views import Views
 
-T = TypeVar("T")
+V = TypeVar("V")
 Lang = Literal["en", "zh"]
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -154,7 +155,7 @@ class _Context:
     @classmethod
     def load(cls, views: Views, read: Iterable[_Read], lang: Lang) -> _Context:
         statements = [s for r in read for s in _with_replacement(r.statement)]
-        shipment_ids = {s.body["shipment"] for s in statements if s.type == "batch.received"}
+        shipment_ids = {s.body["shipment"] for s in statements if s.type == T.BATCH_RECEIVED}
         with views.reading() as tx:
             shipments = {
                 r["shipment"]: (r["gtin"], r["lot"], r["sender"])
@@ -164,7 +165,7 @@ class _Context:
                     f"WHERE shipment IN ({_marks(sid)})", sid)
             }
             batches = {(s.body["gtin"], s.body["lot"]) for s in statements
-                       if s.type in ("batch.produced", "batch.shipped")}
+                       if s.type in (T.BATCH_PRODUCED, T.BATCH_SHIPPED)}
             batches |= {(g, lot) for g, lot, _ in shipments.values()}
             units = {
                 (r["gtin"], r["lot"]): r["unit"]
@@ -210,21 +211,21 @@ class _Context:
         """What the statement says, in the row's terms."""
         b = s.body
         t = s.type
-        if t == "batch.produced":
+        if t == T.BATCH_PRODUCED:
             return _What(self.say(t, quantity=b["quantity"], unit=b["unit"], product=b["product"],
                                   inputs=len(b["inputs"])),
                          b["gtin"], b["lot"], b["quantity"], b["unit"])
-        if t == "batch.shipped":
+        if t == T.BATCH_SHIPPED:
             return _What(self.say(t, quantity=b["quantity"], to=self.name(b["to"]),
                                   shipment=b["shipment"]),
                          b["gtin"], b["lot"], b["quantity"],
                          self.units.get((b["gtin"], b["lot"]), ""), b["to"])
-        if t == "batch.received":
+        if t == T.BATCH_RECEIVED:
             gtin, lot, sender = self.shipments.get(b["shipment"], ("", "", ""))
             return _What(self.say(t, quantity=b["quantity"], sender=self.name(sender),
                                   shipment=b["shipment"]),
                          gtin, lot, b["quantity"], self.units.get((gtin, lot), ""), sender)
-        if t == "check.recorded":
+        if t == T.CHECK_RECORDED:
             failed = "; ".join(self.say("item", **i) for i in b["items"] if i["verdict"] == "fail")
             summary = self.say(t, kind=self.word(b["kind"]), stage=self.word(b["stage"]),
                                report=b["report_no"], verdict=self.word(b["verdict"]))
@@ -232,27 +233,27 @@ class _Context:
                 summary += self.say("failed", items=failed)
             return _What(summary, b["gtin"], b["lot"], counterparty=b["subject"],
                          verdict=b["verdict"])
-        if t == "recall.issued":
+        if t == T.RECALL_ISSUED:
             return _What(self.say(t, level=b["level"], reason=b["reason"]), b["gtin"],
                          " ".join(b["lots"]))
-        if t == "case.opened":
+        if t == T.CASE_OPENED:
             return _What(self.say(t, case=b["case"], channel=b["channel"],
                                   respondent=self.name(b["respondent"]), summary=b["summary"]),
                          " ".join(r["gtin"] for r in b["batches"]),
                          " ".join(r["lot"] for r in b["batches"]), counterparty=b["respondent"])
-        if t == "case.evidence":
+        if t == T.CASE_EVIDENCE:
             return _What(self.say(t, case=b["case"], refs=", ".join(map(str, b["refs"])) or "-",
                                   note=b["note"]))
-        if t == "case.resolved":
+        if t == T.CASE_RESOLVED:
             return _What(self.say(t, case=b["case"], finding=self.word(b["finding"]),
                                   summary=b["summary"]), verdict=b["finding"])
-        if t == "correction":
+        if t == T.CORRECTION:
             return self._correction(s)
         return _What(self._about_org(s), counterparty=_counterparty(s))
 
     def _correction(self, s: Statement) -> _What:
         replaced = None if s.replacement is None else self._what(s.replacement)
-        summary = self.say("correction", corrects=s.body["corrects"], reason=s.body["reason"],
+        summary = self.say(T.CORRECTION, corrects=s.body["corrects"], reason=s.body["reason"],
                            what=replaced.summary if replaced else self.say("withdrawn"))
         if replaced is None:
             return _What(summary)
@@ -263,18 +264,18 @@ class _Context:
         """Summaries of the statements about organizations and their keys."""
         b = s.body
         t = s.type
-        if t == "org.registered":
+        if t == T.ORG_REGISTERED:
             return self.say(t, name=b["name"], region=b["region"],
                             roles=", ".join(self.word(r) for r in b["roles"]))
-        if t == "key.registered":
+        if t == T.KEY_REGISTERED:
             return self.say(t, key=key_id(b["public_key"])[:16], org=self.name(b["org"]))
-        if t == "key.revoked":
+        if t == T.KEY_REVOKED:
             return self.say(t, key=b["keyid"][:16], org=self.name(b["org"]), reason=b["reason"])
-        if t == "credit.adjusted":
+        if t == T.CREDIT_ADJUSTED:
             return self.say(t, delta=f"{b['delta']:+d}", basis=b["basis"], reason=b["reason"])
-        if t in ("blacklist.added", "blacklist.removed"):
+        if t in (T.BLACKLIST_ADDED, T.BLACKLIST_REMOVED):
             return self.say(t, basis=b.get("basis"), reason=b["reason"])
-        if t == "award.granted":
+        if t == T.AWARD_GRANTED:
             return self.say(t, title=b["title"], until=f"{b['valid_until']:%Y-%m-%d}")
         return t
 
@@ -294,46 +295,46 @@ class _What:
 # with a word of ours, never with the signer's text.
 _SAY: dict[str, dict[str, str]] = {
     "en": {
-        "batch.produced": "produced {quantity} {unit} of {product} (input batches: {inputs})",
-        "batch.shipped": "shipped {quantity} to {to} (shipment {shipment})",
-        "batch.received": "received {quantity} from {sender} (shipment {shipment})",
-        "check.recorded": "{kind} check, {stage} stage, report {report}: {verdict}",
+        T.BATCH_PRODUCED: "produced {quantity} {unit} of {product} (input batches: {inputs})",
+        T.BATCH_SHIPPED: "shipped {quantity} to {to} (shipment {shipment})",
+        T.BATCH_RECEIVED: "received {quantity} from {sender} (shipment {shipment})",
+        T.CHECK_RECORDED: "{kind} check, {stage} stage, report {report}: {verdict}",
         "failed": "; failed: {items}",
         "item": "{name} {value} (limit {limit} {unit})",
-        "recall.issued": "level {level} recall: {reason}",
-        "case.opened": "case {case} opened ({channel}) against {respondent}: {summary}",
-        "case.evidence": "evidence for case {case} (entries {refs}): {note}",
-        "case.resolved": "case {case} resolved, {finding}: {summary}",
-        "correction": "corrects entry {corrects} ({reason}): {what}",
+        T.RECALL_ISSUED: "level {level} recall: {reason}",
+        T.CASE_OPENED: "case {case} opened ({channel}) against {respondent}: {summary}",
+        T.CASE_EVIDENCE: "evidence for case {case} (entries {refs}): {note}",
+        T.CASE_RESOLVED: "case {case} resolved, {finding}: {summary}",
+        T.CORRECTION: "corrects entry {corrects} ({reason}): {what}",
         "withdrawn": "withdrawn",
-        "org.registered": "registered {name} ({roles}), region {region}",
-        "key.registered": "registered key {key}… of {org}",
-        "key.revoked": "revoked key {key}… of {org}: {reason}",
-        "credit.adjusted": "credit {delta} ({basis}): {reason}",
-        "blacklist.added": "blacklisted ({basis}): {reason}",
-        "blacklist.removed": "removed from the blacklist: {reason}",
-        "award.granted": "award: {title}, valid until {until}",
+        T.ORG_REGISTERED: "registered {name} ({roles}), region {region}",
+        T.KEY_REGISTERED: "registered key {key}… of {org}",
+        T.KEY_REVOKED: "revoked key {key}… of {org}: {reason}",
+        T.CREDIT_ADJUSTED: "credit {delta} ({basis}): {reason}",
+        T.BLACKLIST_ADDED: "blacklisted ({basis}): {reason}",
+        T.BLACKLIST_REMOVED: "removed from the blacklist: {reason}",
+        T.AWARD_GRANTED: "award: {title}, valid until {until}",
     },
     "zh": {
-        "batch.produced": "生产 {product} {quantity} {unit}（原料批次 {inputs} 个）",
-        "batch.shipped": "发货 {quantity} 至 {to}（发货单 {shipment}）",
-        "batch.received": "收到 {sender} 发来的 {quantity}（发货单 {shipment}）",
-        "check.recorded": "{kind}，{stage}，报告 {report}：{verdict}",
+        T.BATCH_PRODUCED: "生产 {product} {quantity} {unit}（原料批次 {inputs} 个）",
+        T.BATCH_SHIPPED: "发货 {quantity} 至 {to}（发货单 {shipment}）",
+        T.BATCH_RECEIVED: "收到 {sender} 发来的 {quantity}（发货单 {shipment}）",
+        T.CHECK_RECORDED: "{kind}，{stage}，报告 {report}：{verdict}",
         "failed": "；不合格项目：{items}",
         "item": "{name} {value}（限量 {limit} {unit}）",
-        "recall.issued": "{level} 级召回：{reason}",
-        "case.opened": "案件 {case} 立案（{channel}），被投诉方 {respondent}：{summary}",
-        "case.evidence": "案件 {case} 提交证据（条目 {refs}）：{note}",
-        "case.resolved": "案件 {case} 办结，{finding}：{summary}",
-        "correction": "更正条目 {corrects}（{reason}）：{what}",
+        T.RECALL_ISSUED: "{level} 级召回：{reason}",
+        T.CASE_OPENED: "案件 {case} 立案（{channel}），被投诉方 {respondent}：{summary}",
+        T.CASE_EVIDENCE: "案件 {case} 提交证据（条目 {refs}）：{note}",
+        T.CASE_RESOLVED: "案件 {case} 办结，{finding}：{summary}",
+        T.CORRECTION: "更正条目 {corrects}（{reason}）：{what}",
         "withdrawn": "撤回",
-        "org.registered": "登记 {name}（{roles}），地区 {region}",
-        "key.registered": "登记 {org} 的密钥 {key}…",
-        "key.revoked": "吊销 {org} 的密钥 {key}…：{reason}",
-        "credit.adjusted": "信用分 {delta}（{basis}）：{reason}",
-        "blacklist.added": "列入质量失信黑名单（{basis}）：{reason}",
-        "blacklist.removed": "移出质量失信黑名单：{reason}",
-        "award.granted": "授予 {title}，有效期至 {until}",
+        T.ORG_REGISTERED: "登记 {name}（{roles}），地区 {region}",
+        T.KEY_REGISTERED: "登记 {org} 的密钥 {key}…",
+        T.KEY_REVOKED: "吊销 {org} 的密钥 {key}…：{reason}",
+        T.CREDIT_ADJUSTED: "信用分 {delta}（{basis}）：{reason}",
+        T.BLACKLIST_ADDED: "列入质量失信黑名单（{basis}）：{reason}",
+        T.BLACKLIST_REMOVED: "移出质量失信黑名单：{reason}",
+        T.AWARD_GRANTED: "授予 {title}，有效期至 {until}",
     },
 }
 
@@ -362,7 +363,7 @@ def _with_replacement(s: Statement | None) -> list[Statement]:
     return [] if s is None else [s, *_with_replacement(s.replacement)]
 
 
-def _chunks(values: Sequence[T], size: int = 500) -> Iterable[list[T]]:
+def _chunks(values: Sequence[V], size: int = 500) -> Iterable[list[V]]:
     for i in range(0, len(values), size):
         yield list(values[i:i + size])
 

@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from ledger.errors import LedgerError
-from ledger.rules import FIXED_FIELDS, may_withdraw
+from ledger.rules import may_withdraw
+from ledger.statement_types import FACTS, StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import format_time
 from traceability.policy import CreditPolicy
@@ -39,7 +40,7 @@ def text_time(at: datetime | None) -> str | None:
 
 def may_replace(old: Statement, new: Statement | None) -> bool:
     """The ledger's rule for a correction (ledger.rules.correction), as a predicate."""
-    fixed = FIXED_FIELDS.get(old.type, ())
+    fixed = FACTS[old.type].fixed if old.type in FACTS else ()
     if new is None:
         return may_withdraw(old.type)
     return (new.type, new.id, new.by) == (old.type, old.id, old.by) and all(
@@ -158,7 +159,7 @@ class Projector:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (entry) DO NOTHING",
             (parsed.index, s.type, s.by, parsed.recorded_at, s.id),
         )
-        if s.type == "correction":
+        if s.type == T.CORRECTION:
             self.correction(s, Source(parsed.index, parsed.recorded_at))
         else:
             self.apply(s, Source(parsed.index, parsed.recorded_at))
@@ -207,7 +208,7 @@ class Projector:
         """The entry that is not itself a correction at the end of a chain of corrections."""
         while True:
             kind = self.tx.value("SELECT type FROM v_entries WHERE entry = ?", (index,))
-            if kind != "correction":
+            if kind != T.CORRECTION:
                 return index if kind is not None else None
             s = self.read_statement(index)
             if s is None:
@@ -232,7 +233,7 @@ class Projector:
             (index,),
         ):
             correction, changed_by = self.effective(r["correcting"])
-            if correction is not None and correction.type == "correction" and may_replace(
+            if correction is not None and correction.type == T.CORRECTION and may_replace(
                 original, correction.replacement
             ):
                 return correction.replacement, max(r["correcting"], changed_by or 0)
@@ -252,12 +253,12 @@ class Projector:
         )
 
     def withdraw(self, original: Statement, at: Source) -> None:
-        if original.type == "check.recorded":
+        if original.type == T.CHECK_RECORDED:
             self.tx.execute(
                 "UPDATE v_checks SET withdrawn = 1, corrected_by = ? WHERE entry = ?",
                 (at.corrected_by, at.index),
             )
-        elif original.type == "case.evidence":
+        elif original.type == T.CASE_EVIDENCE:
             # Withdrawn evidence stays on the case's record, beside its withdrawal.
             self._case_entry(original.body["case"], at.index)
 
@@ -382,7 +383,7 @@ class Projector:
 
     def credit_adjusted(self, s: Statement, at: Source) -> None:
         b = s.body
-        self._line(at, b["org"], b["delta"], "credit.adjusted", f"{b['reason']} ({b['basis']})")
+        self._line(at, b["org"], b["delta"], T.CREDIT_ADJUSTED, f"{b['reason']} ({b['basis']})")
 
     def blacklist_added(self, s: Statement, at: Source) -> None:
         b = s.body
@@ -411,7 +412,7 @@ class Projector:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (entry) DO NOTHING",
             (at.index, b["org"], b["title"], valid_until, at.recorded_at),
         )
-        self._line(at, b["org"], self.policy.award, "award.granted",
+        self._line(at, b["org"], self.policy.award, T.AWARD_GRANTED,
                    f"{b['title']}, valid until {valid_until}", valid_until)
 
     def case_opened(self, s: Statement, at: Source) -> None:
@@ -463,27 +464,27 @@ def lookups(parsed: Parsed) -> list[tuple[str, Any]]:
     if s is None:
         return []
     b = s.body
-    if s.type == "check.recorded":
+    if s.type == T.CHECK_RECORDED:
         return [("v_batches", (b["gtin"], b["lot"])), ("v_organizations", b["subject"])]
-    if s.type == "recall.issued":
+    if s.type == T.RECALL_ISSUED:
         return [("v_batches", (b["gtin"], lot)) for lot in b["lots"]]
-    if s.type == "case.resolved":
+    if s.type == T.CASE_RESOLVED:
         return [("v_cases", b["case"])]
     return []
 
 
 _HANDLERS: dict[str, Callable[[Projector, Statement, Source], None]] = {
-    "org.registered": Projector.org_registered,
-    "batch.produced": Projector.batch_produced,
-    "batch.shipped": Projector.batch_shipped,
-    "batch.received": Projector.batch_received,
-    "check.recorded": Projector.check_recorded,
-    "recall.issued": Projector.recall_issued,
-    "credit.adjusted": Projector.credit_adjusted,
-    "blacklist.added": Projector.blacklist_added,
-    "blacklist.removed": Projector.blacklist_removed,
-    "award.granted": Projector.award_granted,
-    "case.opened": Projector.case_opened,
-    "case.evidence": Projector.case_evidence,
-    "case.resolved": Projector.case_resolved,
+    T.ORG_REGISTERED: Projector.org_registered,
+    T.BATCH_PRODUCED: Projector.batch_produced,
+    T.BATCH_SHIPPED: Projector.batch_shipped,
+    T.BATCH_RECEIVED: Projector.batch_received,
+    T.CHECK_RECORDED: Projector.check_recorded,
+    T.RECALL_ISSUED: Projector.recall_issued,
+    T.CREDIT_ADJUSTED: Projector.credit_adjusted,
+    T.BLACKLIST_ADDED: Projector.blacklist_added,
+    T.BLACKLIST_REMOVED: Projector.blacklist_removed,
+    T.AWARD_GRANTED: Projector.award_granted,
+    T.CASE_OPENED: Projector.case_opened,
+    T.CASE_EVIDENCE: Projector.case_evidence,
+    T.CASE_RESOLVED: Projector.case_resolved,
 }

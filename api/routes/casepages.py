@@ -29,6 +29,7 @@ from api.case_exports import CaseExports, exports_of, refusal, stream
 from api.export_pool import ExportsBusy
 from api.routes.read import ViewsDep
 from ledger.errors import NotFound
+from ledger.statement_types import FACTS
 from traceability import exports, picture
 from traceability.cases import case_view
 from traceability.export_cache import ExportRefused
@@ -74,15 +75,8 @@ _TEXT = {
 }
 
 # What each statement type is called on the page.
-_TYPES = {
-    "zh": {"org.registered": "登记组织", "key.registered": "登记密钥", "key.revoked": "吊销密钥",
-           "batch.produced": "生产", "batch.shipped": "发货", "batch.received": "收货",
-           "check.recorded": "检验", "recall.issued": "召回", "credit.adjusted": "信用调整",
-           "blacklist.added": "列入黑名单", "blacklist.removed": "移出黑名单",
-           "award.granted": "授予荣誉", "case.opened": "立案", "case.evidence": "证据",
-           "case.resolved": "办结", "correction": "更正"},
-    "en": {},
-}
+_TYPES: dict[str, dict[str, str]] = {
+    "zh": {kind: facts.label_zh for kind, facts in FACTS.items()}, "en": {}}
 
 
 def _render(lang: str, **values: Any) -> str:

@@ -12,6 +12,7 @@ from api import problems
 from api.case_exports import TOO_LARGE, CaseExports, exports_of, refusal, stream
 from api.export_pool import ExportsBusy
 from api.routes.read import ViewsDep
+from ledger.statement_types import StatementType as T
 from traceability import bundle, cases
 from traceability.export_cache import ExportRefused
 
@@ -23,9 +24,9 @@ CASE_EXAMPLE = {
     "summary": "消费者经12315反映吐司口感异常，超市下架并投诉", "channel": "12315",
     "opened_entry": 54, "resolved_entry": 55,
     "statements": [
-        {"entry": 54, "type": "case.opened", "by": "91350102MA2Y00007M",
+        {"entry": 54, "type": T.CASE_OPENED, "by": "91350102MA2Y00007M",
          "recorded_at": "2026-11-23T09:00:00.000Z"},
-        {"entry": 55, "type": "case.resolved", "by": "11350000MB0000001X",
+        {"entry": 55, "type": T.CASE_RESOLVED, "by": "11350000MB0000001X",
          "recorded_at": "2026-11-28T09:00:00.000Z"},
     ],
     "batches": [{"gtin": "06920023000105", "lot": "BR20261028-B"}],
@@ -47,7 +48,7 @@ BUNDLE_EXAMPLE = {
                 "k3Jd…=\n\n— demo.qledger.example/v1 Ab3x…\n",
     "signers": {"874b…": {"org": "91350102MA2Y00007M", "public_key": "NZ9J…=",
                           "registered_by_entry": 15}},
-    "timeline": [{"at": "2026-11-23T09:00:00Z", "index": 54, "type": "case.opened",
+    "timeline": [{"at": "2026-11-23T09:00:00Z", "index": 54, "type": T.CASE_OPENED,
                   "summary": "91350102MA2Y00007M opens case FJ-12315-2026-0457 against "
                              "91350102MA2Y00004P (12315) about 06920023000105/BR20261028-B: …"}],
 }
