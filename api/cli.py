@@ -13,7 +13,6 @@ from typing import Any, NoReturn, TextIO
 
 from api.remote import MAX_BODY, ServerError
 from ledger.errors import LedgerError, Rejected, VerificationError
-from ledger.statement_types import StatementType as T
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE = 0, 1, 2
 CHUNK = 1000
@@ -241,7 +240,8 @@ def _beside_database(args: argparse.Namespace, name: str) -> Path:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ledger import client, keys
+    from ledger import keys
+    from ledger.genesis import genesis_envelopes
     from ledger.identifiers import validate_region, validate_uscc
 
     root = validate_uscc(args.root_org)
@@ -258,19 +258,12 @@ def cmd_init(args: argparse.Namespace) -> int:
             raise UsageError(f"{path} exists; move it away or name another file")
     root_key = keys.load_private_key(root_key_path) if args.root_key else None
 
-    org = client.new_statement(
-        T.ORG_REGISTERED, root, uscc=root, name=args.root_name, roles=["regulator"],
-        region=args.root_region,
-    )
     # The root key is generated after the checks above, so a refused init writes nothing.
     if root_key is None:
         root_key = keys.generate_private_key()
     public = keys.public_bytes(root_key)
-    key = client.new_statement(
-        T.KEY_REGISTERED, root, org=root, public_key=keys.encode_public_key(public)
-    )
     log_key = keys.generate_private_key()
-    genesis = [client.sign(org, root_key), client.sign(key, root_key)]
+    genesis = genesis_envelopes(root, args.root_name, args.root_region, root_key)
     ledger.prepare(genesis)  # every stateless check, before any file is written
     keys.write_private_key(log_key_path, log_key)
     if args.root_key is None:

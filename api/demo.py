@@ -19,6 +19,7 @@ from stdnum.cn import uscc as stdnum_uscc
 
 from ledger import client, keys
 from ledger.application import Ledger
+from ledger.genesis import genesis_envelopes
 from ledger.identifiers import gtin_check_digit
 from ledger.statement_types import StatementType as T
 
@@ -78,12 +79,8 @@ def build(db: str, log_key_path: Path, root_key_path: Path, origin: str = "demo.
     def record(*envelopes: dict[str, Any]) -> None:
         ledger.append(list(envelopes))
 
-    public = keys.encode_public_key(keys.public_bytes(signers[REGULATOR]))
-    ledger.create(origin, log_key, REGULATOR, [
-        sign(T.ORG_REGISTERED, REGULATOR, uscc=REGULATOR, name="福建省市场监督管理局（演示）",
-             roles=["regulator"], region="350000"),
-        sign(T.KEY_REGISTERED, REGULATOR, org=REGULATOR, public_key=public),
-    ])
+    ledger.create(origin, log_key, REGULATOR, genesis_envelopes(
+        REGULATOR, "福建省市场监督管理局（演示）", "350000", signers[REGULATOR], issued_at=at()))
     cast = [
         (FARM, "福清市禾丰粮食种植专业合作社", ["producer"], "350181"),
         (MILL, "福州金穗面粉有限公司", ["producer"], "350100"),

@@ -28,13 +28,14 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
-from ledger.canonical import b64encode, canonical_bytes
+from ledger.canonical import b64encode
 from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
 from ledger.envelope import Envelope, signer_ids
+from ledger.genesis import authenticate_genesis, check_genesis
 from ledger.envelope import load_json as load_envelope_json
 from ledger.keys import key_id, load_private_key
 from ledger.log import tree
@@ -801,22 +802,6 @@ def statistics_due(before: int, after: int) -> bool:
     return after >= STATISTICS_FROM and after.bit_length() > before.bit_length()
 
 
-def authenticate_genesis(
-    uow: Any, sub: Submission, submissions: list[Submission], index: int
-) -> Organization:
-    """Entries 0 and 1 are signed by the root key that entry 1 registers."""
-    root_key = submissions[1].statement.body["public_key"]
-    sub.envelope.verify(key_id(root_key), root_key)
-    if index == 0:
-        s = sub.statement
-        # The root registers itself: it is its own (root) regulator for this one entry.
-        return Organization.register(s.by, "", ["regulator"], s.body["region"], entry=0)
-    org = uow.get(Organization, Organization.create_id(sub.statement.by))
-    if org is None:  # entry 0 creates it; check_genesis saw to the order
-        raise Rejected(Rejection.UNKNOWN_ORG, "entry 1 must follow the root's registration")
-    return org
-
-
 def authenticate(
     uow: Any, envelope: Envelope, s: Statement, now: datetime,
     check_signature: Callable[[str, Key], None],
@@ -859,19 +844,3 @@ def _raise_signature_failure(
             )
             raise error.at(position) if len(submissions) > 1 else error
         return
-
-
-def check_genesis(submissions: list[Submission], root_org: str) -> None:
-    if len(submissions) != 2:
-        raise Rejected(Rejection.BAD_FIELDS, "a ledger starts with exactly two entries")
-    first, second = (s.statement for s in submissions)
-    if not (
-        first.type == T.ORG_REGISTERED
-        and first.by == first.body["uscc"] == root_org
-        and "regulator" in first.body["roles"]
-    ):
-        raise Rejected(
-            Rejection.BAD_FIELDS, "entry 0 must register the root regulator, signed by itself"
-        )
-    if not (second.type == T.KEY_REGISTERED and second.by == second.body["org"] == root_org):
-        raise Rejected(Rejection.BAD_FIELDS, "entry 1 must register the root regulator's key")

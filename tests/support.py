@@ -14,6 +14,7 @@ from stdnum.cn import uscc as stdnum_uscc
 
 from ledger import client, keys
 from ledger.application import Ledger, Receipt
+from ledger.genesis import genesis_envelopes
 from ledger.identifiers import gtin_check_digit
 
 ORIGIN = "ledger.quality.example/v1"
@@ -57,12 +58,8 @@ class World:
         self.keys: dict[str, Ed25519PrivateKey] = {}
         root_key = keys.generate_private_key()
         self.keys[ROOT] = root_key
-        genesis = [
-            self.envelope("org.registered", ROOT, uscc=ROOT, name="国家市场监督管理总局（测试）",
-                          roles=["regulator"], region="110000"),
-            self.envelope("key.registered", ROOT, org=ROOT,
-                          public_key=keys.encode_public_key(keys.public_bytes(root_key))),
-        ]
+        genesis = genesis_envelopes(ROOT, "国家市场监督管理总局（测试）", "110000", root_key,
+                                    issued_at=self.clock.now)
         self.ledger.create(ORIGIN, self.log_key, ROOT, genesis)
 
     def statement(self, type: str, by: str, **fields: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ledger import client, keys
 from ledger.application import Ledger
+from ledger.statement_types import StatementType as T
 from scripts.benchmarks.common import machine
 from scripts.benchmarks.trace import T0, Nation, generate
 from traceability.views import Views
@@ -85,7 +86,7 @@ def open_case(ledger: Ledger, views: Views, root_key_path: Path, target: int) ->
         estimate += 4 * w["n"]
     respondent = producers[(batches[0]["gtin"], batches[0]["lot"])]
     statement = client.new_statement(
-        "case.opened", root, issued_at=T0, case=CASE_ID, respondent=respondent,
+        T.CASE_OPENED, root, issued_at=T0, case=CASE_ID, respondent=respondent,
         batches=batches, summary="benchmark: contested recall reach", channel="inspection")
     ledger.append([client.sign(statement, keys.load_private_key(root_key_path))])
     views.catch_up()

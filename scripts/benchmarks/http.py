@@ -42,6 +42,7 @@ from typing import Any
 
 from ledger import client, keys
 from ledger.application import Ledger
+from ledger.statement_types import StatementType as T
 from scripts.benchmarks import common
 from scripts.benchmarks.common import machine
 from scripts.benchmarks.trace import Nation, generate
@@ -144,10 +145,10 @@ class Writers:
         setup = []
         for org in self.orgs:
             setup.append(client.sign(client.new_statement(
-                "org.registered", root, issued_at=now, uscc=org, name=f"writer {org}",
+                T.ORG_REGISTERED, root, issued_at=now, uscc=org, name=f"writer {org}",
                 roles=["producer"], region="350100"), root_key))
             setup.append(client.sign(client.new_statement(
-                "key.registered", root, issued_at=now, org=org,
+                T.KEY_REGISTERED, root, issued_at=now, org=org,
                 public_key=keys.encode_public_key(keys.public_bytes(self.keys[org]))), root_key))
         ledger.append(setup)
         self.tag = f"{int(time.time()) % 10**6}"
@@ -159,7 +160,7 @@ class Writers:
             self.serial += 1
             org = self.orgs[self.serial % len(self.orgs)]
             out.append(client.sign(client.new_statement(
-                "batch.produced", org, issued_at=now, gtin=common.gtin(f"0694{self.serial % 10**9:09d}"),
+                T.BATCH_PRODUCED, org, issued_at=now, gtin=common.gtin(f"0694{self.serial % 10**9:09d}"),
                 lot=f"W{self.tag}-{self.serial}"[:20], product="面包", category="food",
                 quantity=1000, unit="kg", produced_at="2026-11-01T00:00:00Z",
                 standard="GB 7099-2015", inputs=[]), self.keys[org]))

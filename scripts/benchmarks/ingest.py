@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import client, keys
 from ledger.application import Ledger
 from ledger.envelope import Envelope
+from ledger.genesis import genesis_envelopes
+from ledger.statement_types import StatementType as T
 from scripts.benchmarks import common
 from scripts.benchmarks.common import database, machine, reachable_backends
 
@@ -58,20 +60,16 @@ class Workload:
 
     def create(self, db: str) -> Ledger:
         ledger = Ledger(db, clock=lambda: datetime.now(UTC), log_key=self.log_key)
-        root_pub = keys.encode_public_key(keys.public_bytes(self.keys[self.root]))
-        genesis = [
-            self._sign("org.registered", self.root, uscc=self.root, name="Regulator",
-                       roles=["regulator"], region="110000"),
-            self._sign("key.registered", self.root, org=self.root, public_key=root_pub),
-        ]
+        genesis = genesis_envelopes(self.root, "Regulator", "110000", self.keys[self.root],
+                                    issued_at=T0)
         ledger.create("bench.example/v1", self.log_key, self.root, genesis)
         setup = []
         for role, orgs in self.roles.items():
             for org in orgs:
-                setup.append(self._sign("org.registered", self.root, uscc=org, name=f"{role} {org}",
+                setup.append(self._sign(T.ORG_REGISTERED, self.root, uscc=org, name=f"{role} {org}",
                                         roles=[role], region="350100"))
                 pub = keys.encode_public_key(keys.public_bytes(self.keys[org]))
-                setup.append(self._sign("key.registered", self.root, org=org, public_key=pub))
+                setup.append(self._sign(T.KEY_REGISTERED, self.root, org=org, public_key=pub))
         for i in range(0, len(setup), 1000):
             ledger.append(setup[i:i + 1000])
         return ledger
@@ -88,14 +86,14 @@ class Workload:
             gtin, lot = _gtin(serial % 1000), f"L{serial}"
             s1, s2 = f"S{serial}a", f"S{serial}b"
             steps = [
-                ("batch.produced", p, dict(gtin=gtin, lot=lot, product="面粉", category="food",
+                (T.BATCH_PRODUCED, p, dict(gtin=gtin, lot=lot, product="面粉", category="food",
                                            quantity=1000, unit="kg", standard="GB/T 1355-2021",
                                            produced_at="2026-10-30T00:00:00Z", inputs=[])),
-                ("batch.shipped", p, dict(gtin=gtin, lot=lot, quantity=200, to=d, shipment=s1)),
-                ("batch.received", d, dict(shipment=s1, quantity=200)),
-                ("batch.shipped", d, dict(gtin=gtin, lot=lot, quantity=20, to=r, shipment=s2)),
-                ("batch.received", r, dict(shipment=s2, quantity=20)),
-                ("check.recorded", lab, dict(
+                (T.BATCH_SHIPPED, p, dict(gtin=gtin, lot=lot, quantity=200, to=d, shipment=s1)),
+                (T.BATCH_RECEIVED, d, dict(shipment=s1, quantity=200)),
+                (T.BATCH_SHIPPED, d, dict(gtin=gtin, lot=lot, quantity=20, to=r, shipment=s2)),
+                (T.BATCH_RECEIVED, r, dict(shipment=s2, quantity=20)),
+                (T.CHECK_RECORDED, lab, dict(
                     gtin=gtin, lot=lot, subject=p, kind="supervisory", stage="production",
                     sampled_at="2026-10-31T00:00:00Z", standard="GB 2762-2022",
                     items=[{"name": "铅", "value": "0.05", "limit": "0.2", "unit": "mg/kg",

@@ -47,6 +47,7 @@ import httpx
 from api import demo
 from ledger import client, keys
 from ledger.application import Ledger
+from ledger.statement_types import StatementType as T
 from scripts.benchmarks.common import database, machine, reachable_backends, uscc
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -154,13 +155,13 @@ class Load:
             return client.sign(client.new_statement(type, by, **fields), key)
 
         batch = [
-            sign("batch.produced", SOAK_PRODUCER, producer, gtin=SOAK_GTIN, lot=lot,
+            sign(T.BATCH_PRODUCED, SOAK_PRODUCER, producer, gtin=SOAK_GTIN, lot=lot,
                  product="soak test flour", category="food", quantity=100, unit="bag",
                  produced_at=client.format_time(datetime.now(UTC)), standard="GB/T 1355-2021",
                  inputs=[]),
-            sign("batch.shipped", SOAK_PRODUCER, producer, gtin=SOAK_GTIN, lot=lot, quantity=10,
+            sign(T.BATCH_SHIPPED, SOAK_PRODUCER, producer, gtin=SOAK_GTIN, lot=lot, quantity=10,
                  to=SOAK_RETAILER, shipment=shipment),
-            sign("batch.received", SOAK_RETAILER, retailer, shipment=shipment, quantity=10),
+            sign(T.BATCH_RECEIVED, SOAK_RETAILER, retailer, shipment=shipment, quantity=10),
         ]
         response = http.post("/v1/entries/batch", json=batch)
         status = response.status_code
@@ -256,9 +257,9 @@ def build_ledger(db: str, folder: Path) -> dict[str, Any]:
     for org, name, role, key in ((SOAK_PRODUCER, "soak producer", "producer", producer),
                                  (SOAK_RETAILER, "soak retailer", "retailer", retailer)):
         statements += [
-            client.new_statement("org.registered", demo.REGULATOR, uscc=org, name=name,
+            client.new_statement(T.ORG_REGISTERED, demo.REGULATOR, uscc=org, name=name,
                                  roles=[role], region="350100"),
-            client.new_statement("key.registered", demo.REGULATOR, org=org,
+            client.new_statement(T.KEY_REGISTERED, demo.REGULATOR, org=org,
                                  public_key=keys.encode_public_key(keys.public_bytes(key))),
         ]
     ledger.append([client.sign(s, root_key) for s in statements])

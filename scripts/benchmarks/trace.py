@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import client, keys
 from ledger.application import Ledger
+from ledger.genesis import genesis_envelopes
+from ledger.statement_types import StatementType as T
 from scripts.benchmarks import common
 from scripts.benchmarks.common import database, machine, reachable_backends
 from scripts.benchmarks.ingest import Workload, raw_verify_rate
@@ -74,17 +76,14 @@ class Nation:
 
     def create(self, db: str) -> Ledger:
         ledger = Ledger(db, log_key=self.log_key)
-        public = keys.encode_public_key(keys.public_bytes(self.keys[self.root]))
-        ledger.create("nation.example/v1", self.log_key, self.root, [
-            self._sign("org.registered", self.root, uscc=self.root, name="SAMR",
-                       roles=["regulator"], region="110000"),
-            self._sign("key.registered", self.root, org=self.root, public_key=public)])
+        ledger.create("nation.example/v1", self.log_key, self.root, genesis_envelopes(
+            self.root, "SAMR", "110000", self.keys[self.root], issued_at=T0))
         chunk: list[dict[str, Any]] = []
         for org, role in self.orgs():
             self.keys[org] = keys.generate_private_key()
-            chunk.append(self._sign("org.registered", self.root, uscc=org, name=f"{role} {org}",
+            chunk.append(self._sign(T.ORG_REGISTERED, self.root, uscc=org, name=f"{role} {org}",
                                     roles=[role], region=org[2:8]))
-            chunk.append(self._sign("key.registered", self.root, org=org, public_key=keys.
+            chunk.append(self._sign(T.KEY_REGISTERED, self.root, org=org, public_key=keys.
                                     encode_public_key(keys.public_bytes(self.keys[org]))))
             if len(chunk) >= 1000:
                 ledger.append(chunk)
@@ -97,15 +96,15 @@ class Nation:
         self.serial += 1
         gtin, lot = _gtin(self.serial % 50_000), f"N{self.serial}"
         self.batches.append((gtin, lot, by))
-        return self._sign("batch.produced", by, gtin=gtin, lot=lot, product="商品", category="food",
+        return self._sign(T.BATCH_PRODUCED, by, gtin=gtin, lot=lot, product="商品", category="food",
                           quantity=1_000_000, unit="kg", produced_at="2026-06-01T00:00:00Z",
                           standard="GB 2762-2022", inputs=inputs), gtin, lot
 
     def _ship(self, by: str, gtin: str, lot: str, qty: int, to: str) -> list[dict[str, Any]]:
         self.serial += 1
         sid = f"S{self.serial}"
-        return [self._sign("batch.shipped", by, gtin=gtin, lot=lot, quantity=qty, to=to, shipment=sid),
-                self._sign("batch.received", to, shipment=sid, quantity=qty)]
+        return [self._sign(T.BATCH_SHIPPED, by, gtin=gtin, lot=lot, quantity=qty, to=to, shipment=sid),
+                self._sign(T.BATCH_RECEIVED, to, shipment=sid, quantity=qty)]
 
     def chains(self) -> Iterator[dict[str, Any]]:
         rng = self.rng
@@ -124,7 +123,7 @@ class Nation:
                 holder = maker
                 if rng.random() < 0.1:
                     yield self._sign(
-                        "check.recorded", rng.choice(self.labs), gtin=gtin, lot=lot, subject=maker,
+                        T.CHECK_RECORDED, rng.choice(self.labs), gtin=gtin, lot=lot, subject=maker,
                         kind="supervisory", stage="production", sampled_at="2026-06-02T00:00:00Z",
                         standard="GB 2762-2022",
                         items=[{"name": "铅", "value": "0.1", "limit": "0.2", "unit": "mg/kg",
