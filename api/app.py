@@ -64,7 +64,8 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     app.state.link_base = settings.link_base  # computed once: the scan route writes links
     app.state.views = views
-    # Heavy case exports: kept per tree size, built on a pool of their own (api/export_pool.py).
+    # Heavy case exports: kept until the case changes (traceability/case_basis.py), built
+    # on a pool of their own (api/export_pool.py).
     app.state.case_exports = CaseExports.from_settings(settings)
     problems.install(app)
     pages.install_error_pages(app)  # problems as HTML pages for browsers on page paths

@@ -1,8 +1,11 @@
 """Serving a case's heavy exports over HTTP: looked up, built on their own pool, streamed.
 
 A request first looks its export up (on the routes' pool: the case's existence, the
-tree size, a file opened), and only on a miss asks the export pool to build it. The
-answer streams the file in chunks, so no worker holds a 100 MB body in memory. Problems
+tree size, the case's basis recorded at that size, a file opened), and only on a miss
+asks the export pool for it: there the case's entries are selected, the basis found
+and recorded for the size, and the export built from that selection unless a build of
+the same basis is kept already (the log grew elsewhere: nothing to build). The answer
+streams the file in chunks, so no worker holds a 100 MB body in memory. Problems
 of their own: 503 `exports-busy` with Retry-After when the pool is full, 403
 `export-too-large` when the export is beyond what the server publishes.
 """
@@ -21,11 +24,14 @@ from fastapi.responses import Response, StreamingResponse
 from api import problems
 from api.export_pool import ExportPool, ExportsBusy
 from api.settings import Settings
+from traceability.case_basis import case_basis
 from traceability.cases import check_opened
+from traceability.evidence import Selection, case_selection
 from traceability.export_cache import ExportCache, ExportKey, ExportRefused
 from traceability.views import Views
 
 CHUNK = 1 << 16
+Opened = tuple[ExportKey, list[BinaryIO]]  # a build's key and the files asked for, open
 EXPORTS_BUSY = "exports-busy"
 TOO_LARGE = "export-too-large"
 
@@ -46,29 +52,48 @@ class CaseExports:
                    settings.bundle_max_entries)
 
     async def open(self, views: Views, what: str, case_id: str, lang: str,
-                   names: Sequence[str], build: Callable[[], Mapping[str, bytes]]
+                   names: Sequence[str], build: Callable[[Selection], Mapping[str, bytes]]
                    ) -> tuple[ExportKey, list[BinaryIO]]:
-        """The files `names` of one build of export `what` of the case at the current tree
-        size, opened, with the build's key (to look up more of its files). Raises NotFound
-        (no such case), ExportRefused, ExportsBusy."""
-        def lookup_now() -> tuple[ExportKey, list[BinaryIO] | None]:
+        """The files `names` of the build of export `what` of the case as it stands now,
+        opened, with the build's key (to look up more of its files); `build` makes the
+        export of the case's selection. Raises NotFound (no such case), ExportRefused,
+        ExportsBusy."""
+        def lookup_now() -> tuple[int, Opened | None]:
             check_opened(views, case_id)
-            key = ExportKey(what, case_id, lang, views.ledger.size())
-            return key, self._lookup(key, names)
+            size = views.ledger.size()
+            return size, self._lookup_at(what, case_id, lang, size, names)
 
-        key, found = await anyio.to_thread.run_sync(lookup_now)
+        size, found = await anyio.to_thread.run_sync(lookup_now)
         if found is not None:
-            return key, found
+            return found
 
-        def build_and_open() -> list[BinaryIO]:
-            first = self.cache.get(key, names[0], build)
+        def build_and_open() -> Opened:
+            # The size was read before the selection is made, so the basis recorded for a
+            # size is that of a selection at least as new as it, never an older one.
+            selection = case_selection(views, case_id)
+            basis = case_basis(views, selection)
+            self.cache.record_basis(case_id, size, basis)
+            key = ExportKey(what, case_id, lang, basis)
+            first = self.cache.get(key, names[0], lambda: build(selection))
             rest = self._lookup(key, names[1:])
             if rest is None:  # evicted in between (a tiny directory bound): no half answers
                 first.close()
                 raise ExportsBusy(self.pool.workers, self.pool.queue)
-            return [first, *rest]
+            return key, [first, *rest]
 
-        return key, await self.pool.run(key, build_and_open, lambda: self._lookup(key, names))
+        return await self.pool.run(
+            (what, case_id, lang, size), build_and_open,
+            lambda: self._lookup_at(what, case_id, lang, size, names))
+
+    def _lookup_at(self, what: str, case_id: str, lang: str, size: int,
+                   names: Sequence[str]) -> Opened | None:
+        """The files of the build for the basis recorded at `size`, if both are kept."""
+        basis = self.cache.basis_at(case_id, size)
+        if basis is None:
+            return None
+        key = ExportKey(what, case_id, lang, basis)
+        found = self._lookup(key, names)
+        return None if found is None else (key, found)
 
     def _lookup(self, key: ExportKey, names: Sequence[str]) -> list[BinaryIO] | None:
         files: list[BinaryIO] = []

@@ -57,6 +57,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "rule_clamp": "分值上下限（0–100）",
         "error": "出错了", "home": "返回", "credit": "企业信用", "nav_blacklist": "黑名单",
         "lowest_note": "列入黑名单的企业无论分数高低，一律评为最低等级。",
+        "lines": "条", "next": "下一页", "start": "第一页",
     },
     "en": {
         "site": "Quality ledger", "title": "Product traceability",
@@ -97,6 +98,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "error": "Something went wrong", "home": "back",
         "credit": "Enterprise credit", "nav_blacklist": "Blacklist",
         "lowest_note": "A blacklisted organization gets the lowest grade, whatever its score.",
+        "lines": "lines", "next": "next page", "start": "first page",
     },
 }
 # Roles and categories that read the same in both languages stay as they are.
@@ -178,10 +180,14 @@ def render_scan(view: dict[str, Any], lang: str = "zh") -> str:
 
 
 def render_org(org: dict[str, Any], cases: list[dict[str, Any]],
-               listings: list[dict[str, Any]], lang: str = "zh") -> str:
-    """An organization's credit page: its profile JSON (with `credit`), the cases it
-    opened or answers to (case view JSON), and its blacklist events."""
-    return _render("org.html", lang, o=org, c=org["credit"], cases=cases, listings=listings)
+               listings: list[dict[str, Any]], lang: str = "zh",
+               explain: dict[str, Any] | None = None) -> str:
+    """An organization's credit page: its profile JSON (with `credit`, whose `explain` is
+    one page of lines), the cases it opened or answers to (case view JSON), and its
+    blacklist events. `explain` places the page: `first` and `last` (1-based), `total`,
+    and the links `next` and `start` (the first page), None where there is none."""
+    return _render("org.html", lang, o=org, c=org["credit"], cases=cases, listings=listings,
+                   explain=explain)
 
 
 def render_blacklist(current: list[dict[str, Any]], events: list[dict[str, Any]],

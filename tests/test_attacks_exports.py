@@ -8,8 +8,9 @@ the case at once: anonymous visitors ask for its spreadsheets, picture, bundle a
 while shoppers keep scanning other bread. And one party to the case tries to grow it
 into a copy of the whole log by citing everything as evidence.
 
-What must hold: each export is built once per tree size and then only looked up; the
-exports are built on a bounded pool of their own (full: 503 with Retry-After), so a
+What must hold: each export is built once and then only looked up until the case's
+entries change (an append elsewhere in the log keeps it; the kept bundle still
+verifies); the exports are built on a bounded pool of their own (full: 503 with Retry-After), so a
 scan answers while they build; the case page shows one page of its timeline at a time;
 a case's evidence cites at most 2,000 entries in all; a public bundle holds at most the
 server's bound of entries, beyond which it is a problem naming the bound.
@@ -17,6 +18,7 @@ server's bound of entries, beyond which it is a problem naming the bound.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import threading
@@ -36,8 +38,10 @@ from api.settings import Settings
 from ledger import client as signing
 from ledger import keys
 from ledger.bundle import verify_bundle
+from ledger.log.verify import verify_checkpoint, verify_consistency
 from ledger.rules import MAX_CASE_CITATIONS
 from tests.support import ROOT, World, make_gtin, make_uscc
+from tests.test_attacks_rules import statement_of
 from traceability import evidence
 from traceability.evidence import case_entries
 from traceability.views import Views
@@ -45,6 +49,7 @@ from traceability.views import Views
 BAKERY = make_uscc(41)
 LAB = make_uscc(42)
 SHOP = make_uscc(43)
+WAREHOUSE = make_uscc(44)
 BREAD = make_gtin(41)
 CASE = "FJ-12315-2026-LOAD"
 
@@ -55,9 +60,10 @@ class Crowd:
     views: Views
     checks: list[int]  # the lab's checks of the bread, by log index
 
-    def check_envelopes(self, count: int, start: int = 0) -> list[dict[str, Any]]:
+    def check_envelopes(self, count: int, start: int = 0,
+                        lot: str = "B-LOAD") -> list[dict[str, Any]]:
         w = self.world
-        return [w.envelope("check.recorded", LAB, gtin=BREAD, lot="B-LOAD", subject=BAKERY,
+        return [w.envelope("check.recorded", LAB, gtin=BREAD, lot=lot, subject=BAKERY,
                            kind="third_party", stage="circulation",
                            sampled_at="2026-11-21T09:00:00Z", standard="GB 7099-2015",
                            items=[{"name": "霉菌", "value": "10", "limit": "150",
@@ -110,10 +116,10 @@ def count_selections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-# ---- built once per tree size --------------------------------------------------------------
+# ---- built once, kept until the case changes ------------------------------------------------
 
 
-def test_each_export_is_built_once_per_tree_size_and_then_looked_up(
+def test_each_export_is_built_once_and_then_looked_up(
         crowd: Crowd, monkeypatch: pytest.MonkeyPatch) -> None:
     selections = count_selections(monkeypatch)
     with TestClient(create_app(crowd.world.ledger)) as client:
@@ -122,7 +128,7 @@ def test_each_export_is_built_once_per_tree_size_and_then_looked_up(
         built = len(selections)
         # The page and the picture share one build; the others have one each.
         assert built == 4
-        # Everyone else asking for the same exports at the same tree size costs lookups:
+        # Everyone else asking for the same exports of the same case costs lookups:
         # the same bytes (the bundle's generated_at included), and not one selection more.
         for _ in range(3):
             again = {path: client.get(path.format(case=CASE)) for path in EXPORTS}
@@ -130,12 +136,90 @@ def test_each_export_is_built_once_per_tree_size_and_then_looked_up(
                 p: a.content for p, a in first.items()}
         assert len(selections) == built
         assert verify_bundle(first[EXPORTS[0]].content).failures == []
-        # The log grows (the lab checks the bread once more): the next request rebuilds,
+        # The case grows (the lab checks the bread once more): the next request rebuilds,
         # and the new check is in it.
         (check,) = crowd.world.ledger.append(crowd.check_envelopes(1, start=9999))
         grown = client.get(f"/v1/cases/{CASE}/entries.csv")
         assert len(selections) == built + 1
         assert f"\r\n{check.index}," in grown.content.decode("utf-8-sig")
+
+
+EXPORT_KINDS = ("bundle", "csv", "xlsx", "page")  # the page's build holds the picture too
+
+
+def builds(client: TestClient) -> dict[str, int]:
+    """How many times the server has built each export."""
+    counted = client.app.state.case_exports.cache.builds  # type: ignore[attr-defined]
+    return {what: counted[what] for what in EXPORT_KINDS}
+
+
+def test_an_append_elsewhere_keeps_every_export_and_the_kept_bundle_still_verifies(
+        crowd: Crowd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger keeps growing while the case stands still: a warehouse registers, the lab
+    checks the bakery's other lot, the bakery bakes a new one. None of it touches the
+    case, so every export is served as kept, byte for byte, and not built again; finding
+    that out costs one selection of the case's entries, not a build per export. The kept
+    bundle still carries the checkpoint it was built at: it verifies offline, and a
+    consistency proof links that checkpoint to the ledger's newest. Then the shop adds
+    evidence to the case: every export is built again, with it."""
+    w = crowd.world
+    selections = count_selections(monkeypatch)
+    with TestClient(create_app(w.ledger)) as client:
+        first = {path: client.get(path.format(case=CASE)).content for path in EXPORTS}
+        built = builds(client)
+        assert built == dict.fromkeys(EXPORT_KINDS, 1)
+        size = w.ledger.size()
+
+        w.register(WAREHOUSE, "海峡冷链仓储", "distributor")
+        w.ledger.append(crowd.check_envelopes(3, start=5000, lot="B-OTHER"))
+        w.produce(BAKERY, BREAD, "B-NEXT", 500, product="全麦面包", unit="个")
+        assert w.ledger.size() == size + 6
+        selected = len(selections)
+        again = {path: client.get(path.format(case=CASE)).content for path in EXPORTS}
+        assert again == first
+        assert builds(client) == built
+        assert len(selections) == selected + 1  # to find the case's entries unchanged
+
+        kept = verify_bundle(again[EXPORTS[0]])
+        assert kept.failures == [] and kept.tree_size == size < w.ledger.size()
+        bundle = json.loads(again[EXPORTS[0]])
+        old = verify_checkpoint(bundle["checkpoint"], bundle["log_key"])
+        new = verify_checkpoint(client.get("/v1/checkpoint").text, bundle["log_key"])
+        proof = client.get("/v1/proof/consistency",
+                           params={"first": old.size, "second": new.size}).json()
+        verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
+                           [bytes.fromhex(h) for h in proof["hashes"]])
+
+        evidence = w.submit("case.evidence", SHOP, case=CASE, refs=[crowd.checks[0]],
+                            note="发霉面包照片")
+        changed = {path: client.get(path.format(case=CASE)) for path in EXPORTS}
+        assert {p: a.status_code for p, a in changed.items()} == dict.fromkeys(EXPORTS, 200)
+        assert builds(client) == {what: n + 1 for what, n in built.items()}
+        fresh = verify_bundle(changed[EXPORTS[0]].content)
+        assert fresh.failures == [] and fresh.tree_size == w.ledger.size()
+        assert evidence.index in [e["index"] for e in changed[EXPORTS[0]].json()["entries"]]
+        assert f"\r\n{evidence.index}," in changed[EXPORTS[1]].content.decode("utf-8-sig")
+
+
+def test_a_name_corrected_outside_the_case_entries_builds_the_sheet_again(crowd: Crowd) -> None:
+    """The bakery sends bread of the lot to a warehouse, which has not received it yet: the
+    sheet names the warehouse, though no entry of the case is the warehouse's own
+    registration (it signed nothing the case holds). The regulator corrects the
+    warehouse's name: the case's entries stay the same, yet the sheet shows the new name."""
+    w = crowd.world
+    w.register(WAREHOUSE, "海峡冷链仓储", "distributor")
+    registered = w.ledger.size() - 2
+    w.ship(BAKERY, BREAD, "B-LOAD", 100, WAREHOUSE, "SH-LOAD-1")
+    sheet = f"/v1/cases/{CASE}/entries.csv?lang=en"
+    with TestClient(create_app(w.ledger)) as client:
+        assert "海峡冷链仓储" in client.get(sheet).content.decode("utf-8-sig")
+        selected = case_entries(crowd.views, CASE)
+        assert registered not in selected
+        w.submit("correction", ROOT, corrects=registered, reason="名称有误",
+                 replacement={**statement_of(w, registered), "name": "海峡冷链物流"})
+        assert case_entries(crowd.views, CASE) == selected
+        renamed = client.get(sheet).content.decode("utf-8-sig")
+        assert "海峡冷链物流" in renamed and "海峡冷链仓储" not in renamed
 
 
 # ---- a pool of their own ----------------------------------------------------------------------

@@ -85,12 +85,16 @@ def _hashes(proof: list[bytes]) -> bytes:
     return b'"' + b"".join(proof).hex(",", 32).encode().replace(b",", b'","') + b'"'
 
 
-def case_bundle(views: Views, case_id: str, max_entries: int | None = None) -> Bundle:
-    """The bundle of case `case_id`. Raises NotFound for a case never opened,
-    StorageError without the log signing key (the manifest is signed per bundle), and
-    ExportRefused when it would hold more than `max_entries` entries (checked on the
-    selection, before any proof is built: the proofs and their text are the cost)."""
-    selection = case_selection(views, case_id)
+def case_bundle(views: Views, case_id: str, max_entries: int | None = None,
+                selection: Selection | None = None) -> Bundle:
+    """The bundle of case `case_id`: of `selection`, when the caller has already selected
+    the case's entries (the export cache keys the bundle on that selection), else of a
+    selection made now. Raises NotFound for a case never opened, StorageError without
+    the log signing key (the manifest is signed per bundle), and ExportRefused when it
+    would hold more than `max_entries` entries (checked on the selection, before any
+    proof is built: the proofs and their text are the cost)."""
+    if selection is None:
+        selection = case_selection(views, case_id)
     if max_entries is not None and len(selection.indexes) > max_entries:
         raise ExportRefused(
             f"the bundle of case {case_id} would hold {len(selection.indexes)} entries; "

@@ -5,24 +5,30 @@ then, an award's line counting only while `at` is before its `valid_until`. Ever
 names the entry that caused it and the rule and policy that priced it, so `explain`
 adds up to the score. Corrections are already folded into the lines by the views: a
 withdrawn statement has no line, a replaced one has the line of its replacement.
+
+An organization can have thousands of lines (one per adjustment), so over HTTP the
+explain is listed a page at a time (PROTOCOL.md §5, traceability.paging); the score is
+still summed over every line, and the pages that follow one cursor explain the score
+taken when the first page was.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from ledger.errors import NotFound
+from ledger.errors import NotFound, Rejected
 from ledger.timefmt import format_time, parse_time
+from traceability import paging
 from traceability.blacklist import _event as blacklist_event
 from traceability.blacklist import in_force
 from traceability.policy import SCORE_CEILING, SCORE_FLOOR, DEFAULT_POLICY, CreditPolicy, clamp_score
 from traceability.sql import Tx
 from traceability.views import Views
 
-__all__ = ["DEFAULT_POLICY", "Award", "Credit", "CreditLine", "CreditPolicy", "HistoryPoint",
-           "credit"]
+__all__ = ["DEFAULT_POLICY", "Award", "Credit", "CreditLine", "CreditPolicy", "ExplainCursor",
+           "ExplainPage", "HistoryPoint", "credit", "explain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,52 @@ class HistoryPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ExplainCursor:
+    """Where a page of `explain` lines ended: after the line of entry `after`, in the
+    explain of the score taken at `at`. The time travels with the position so that the
+    pages that follow explain that same score: an award that runs out, or a line
+    recorded, between two pages would otherwise make the pages add up to neither score."""
+
+    at: datetime
+    after: int
+
+    def to_text(self) -> str:
+        # Microseconds: the time must come back as it went, or a line recorded in the
+        # same second could count on one page and not on the next.
+        at = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return paging.cursor_text({"at": at, "after": self.after})
+
+    @classmethod
+    def from_text(cls, text: str) -> ExplainCursor:
+        """Raises InvalidRequest for text that is not a cursor of an explain list."""
+        position = paging.cursor_position(text, {"at": str, "after": int})
+        try:
+            at = parse_time(str(position["at"]))
+        except Rejected:
+            at = None
+        after = int(position["after"])
+        if at is None or after < 0:
+            raise paging.not_a_cursor()
+        return cls(at, after)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainPage:
+    """A run of a credit's explain lines, in order: `offset` lines come before it, `total`
+    in all; `next` is where the following page starts (None on the last page)."""
+
+    lines: tuple[CreditLine, ...]
+    next: ExplainCursor | None
+    offset: int
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The page as PROTOCOL.md lists answer: `{"items", "next"}`."""
+        return {"items": [line.to_json() for line in self.lines],
+                "next": None if self.next is None else self.next.to_text()}
+
+
+@dataclass(frozen=True, slots=True)
 class Credit:
     uscc: str
     at: datetime
@@ -80,17 +132,39 @@ class Credit:
     grade: str
     blacklisted: bool
     awards: tuple[Award, ...]
-    explain: tuple[CreditLine, ...]
+    explain: tuple[CreditLine, ...]  # every line, the clamp line (if any) last
     history: tuple[HistoryPoint, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def explain_page(self, after: int | None = None,
+                     limit: int = paging.DEFAULT_LIMIT) -> ExplainPage:
+        """At most `limit` explain lines, those after the line of entry `after` (from the
+        first line when None). Lines are in entry order and one organization has at most
+        one line per entry, so an entry is a position no later page can repeat or skip;
+        the clamp line, caused by no entry, comes last. Requires 1 <= limit <= 500
+        (InvalidRequest otherwise)."""
+        paging.check_limit(limit)
+        rest = [line for line in self.explain
+                if after is None or line.entry is None or line.entry > after]
+        shown = tuple(rest[:limit])
+        following = None
+        last = shown[-1].entry if shown else None
+        if len(rest) > limit and last is not None:  # only the last line has no entry
+            following = ExplainCursor(self.at, last)
+        return ExplainPage(shown, following, len(self.explain) - len(rest), len(self.explain))
+
+    def to_json(self, page: ExplainPage | None = None) -> dict[str, Any]:
+        """The credit with `page` as its `explain` and the page's `next` as `explain_next`;
+        without a page, every line (and `explain_next` null)."""
+        lines = self.explain if page is None else page.lines
+        following = None if page is None or page.next is None else page.next.to_text()
         return {
             "score": self.score,
             "grade": self.grade,
             "blacklisted": self.blacklisted,
             "policy": self.policy,
             "awards": [a.to_json() for a in self.awards],
-            "explain": [line.to_json() for line in self.explain],
+            "explain": [line.to_json() for line in lines],
+            "explain_next": following,
             "history": [p.to_json() for p in self.history],
         }
 
@@ -102,6 +176,17 @@ def credit(views: Views, uscc: str, at: datetime | None = None) -> Credit:
     when = at or views.clock()
     with views.reading() as tx:
         return credit_in(tx, views.policy, uscc, when)
+
+
+def explain(views: Views, uscc: str, cursor: ExplainCursor | None = None,
+            limit: int = paging.DEFAULT_LIMIT) -> ExplainPage:
+    """One page of the explain of `uscc`'s credit: the first, taken now, or the one after
+    `cursor`, of the score taken at the cursor's time. The score is always summed over
+    every line; only the listing is cut. Raises NotFound, and InvalidRequest for a bad
+    limit."""
+    paging.check_limit(limit)
+    taken = credit(views, uscc, None if cursor is None else cursor.at)
+    return taken.explain_page(None if cursor is None else cursor.after, limit)
 
 
 def credit_in(tx: Tx, policy: CreditPolicy, uscc: str, when: datetime) -> Credit:

@@ -1,9 +1,15 @@
-"""Heavy exports kept on disk: each built once per (what, case, language, tree size), then read.
+"""Heavy exports kept on disk: each built once per (what, case, language, basis), then read.
 
 An export of a large case (its bundle, spreadsheet, picture, or the data of its page)
-takes seconds and tens of megabytes to build, and it changes only when the log grows.
-So a build is stored under its key and every later request for the same key is a file
-opened, not a rebuild. The store is a directory, not memory: a 100 MB bundle kept in a
+takes seconds and tens of megabytes to build, and it changes only when what it is made
+of changes: the case's basis (traceability.case_basis), which an append elsewhere in
+the log leaves as it is. So a build is stored under its key and every later request for
+the same key is a file opened, not a rebuild.
+
+Finding the basis means selecting the case's entries, a fraction of a build but not
+free, so the basis found at a tree size is kept too, as a small record of its own
+(`basis_at`, `record_basis`): every request at that size is then a lookup again, and
+only the first request after the log grows selects. The store is a directory, not memory: a 100 MB bundle kept in a
 worker's memory is 100 MB per worker, while a file is shared by every worker process
 pointed at the same directory and costs the server nothing until it is streamed. The
 directory is bounded in bytes; past the bound, the builds used least recently go first.
@@ -33,6 +39,7 @@ from ledger.errors import LedgerError
 GiB = 1 << 30
 DEFAULT_MAX_BYTES = GiB
 _REFUSED = "refused.txt"
+_BASIS = "basis.txt"
 
 
 class ExportRefused(LedgerError):
@@ -45,17 +52,17 @@ class ExportRefused(LedgerError):
 
 @dataclass(frozen=True, slots=True)
 class ExportKey:
-    """What identifies a build: the export, the case, the language, the tree size read."""
+    """What identifies a build: the export, the case, the language, what it is made of."""
 
-    what: str  # "bundle", "csv", "xlsx", "page"
+    what: str  # "bundle", "csv", "xlsx", "page"; "basis" for the record of a basis
     case: str
     lang: str
-    size: int
+    basis: str  # the case's basis; for the record of a basis, the tree size it was found at
 
     def dirname(self) -> str:
         # Case ids are free text ('/' included): the directory is named by a digest of the
         # key, with the export's name in front for whoever lists the directory.
-        text = "\x00".join((self.what, self.case, self.lang, str(self.size)))
+        text = f"{self.what}\x00{self.case}\x00{self.lang}\x00{self.basis}"
         return f"{self.what}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
@@ -127,6 +134,19 @@ class ExportCache:
             raise LedgerError(f"the {key.what} export has no file {name}")
         return found
 
+    def basis_at(self, case: str, size: int) -> str | None:
+        """The basis recorded for `case` at tree size `size`, or None when none is."""
+        file = self.lookup(_basis_key(case, size), _BASIS)
+        if file is None:
+            return None
+        with file:
+            return file.read().decode("ascii")
+
+    def record_basis(self, case: str, size: int, basis: str) -> None:
+        """Record `basis` as the case's at tree size `size` (a record already there stays:
+        any basis found at or after a size is the case's as new as that size or newer)."""
+        self.get(_basis_key(case, size), _BASIS, lambda: {_BASIS: basis.encode("ascii")}).close()
+
     def _store(self, key: ExportKey, build: Build) -> None:
         self.builds[key.what] += 1
         try:
@@ -160,3 +180,7 @@ class ExportCache:
                 break
             shutil.rmtree(place, ignore_errors=True)
             total -= size
+
+
+def _basis_key(case: str, size: int) -> ExportKey:
+    return ExportKey("basis", case, "", str(size))

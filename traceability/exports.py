@@ -481,8 +481,11 @@ def _width(text: str) -> int:
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
 
-def case_sheet(views: Views, case_id: str, lang: Lang = "zh") -> list[Row]:
-    """The rows of every entry that touches the case (traceability.evidence), in log order.
+def case_sheet(views: Views, case_id: str, lang: Lang = "zh",
+               indexes: Sequence[int] | None = None) -> list[Row]:
+    """The rows of every entry that touches the case (traceability.evidence), in log order:
+    of `indexes`, when the caller has already selected them, else of a selection made now.
     Raises NotFound for a case that was never opened."""
     case_view(views, case_id)  # the case must exist whatever the selection does without it
-    return case_rows(views.ledger, views, case_entries(views, case_id), lang)
+    selected = case_entries(views, case_id) if indexes is None else indexes
+    return case_rows(views.ledger, views, selected, lang)

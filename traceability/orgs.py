@@ -9,7 +9,7 @@ from typing import Any
 
 from ledger.errors import InvalidRequest, Rejected
 from ledger.identifiers import validate_uscc
-from traceability.credit import Credit, credit
+from traceability.credit import Credit, ExplainPage, credit
 from traceability.views import Views
 
 
@@ -23,10 +23,11 @@ class OrgProfile:
     entry: int  # where it was registered
     credit: Credit
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, explain: ExplainPage | None = None) -> dict[str, Any]:
+        """With `explain`, the credit lists that page of its lines (Credit.to_json)."""
         return {"uscc": self.uscc, "name": self.name, "roles": list(self.roles),
                 "region": self.region, "legacy_code": self.legacy_code, "entry": self.entry,
-                "credit": self.credit.to_json()}
+                "credit": self.credit.to_json(explain)}
 
 
 def profile(views: Views, uscc: str, at: datetime | None = None) -> OrgProfile:

@@ -32,6 +32,7 @@ from ledger.errors import NotFound
 from ledger.statement_types import FACTS
 from traceability import exports, picture
 from traceability.cases import case_view
+from traceability.evidence import Selection
 from traceability.export_cache import ExportRefused
 from traceability.views import Views
 
@@ -100,11 +101,15 @@ ExportsDep = Annotated[CaseExports, Depends(exports_of)]
 Page = Annotated[int, Query(ge=1, description="page of the timeline, from 1")]
 
 
-def _page_build(views: Views, case_id: str, lang: Lang, page_size: int) -> dict[str, bytes]:
-    """The case page's data, once per tree size: the case, its parties' names, the picture,
-    and the timeline cut into pages of `page_size` rows, one file each."""
+def _page_build(views: Views, case_id: str, lang: Lang, page_size: int,
+                selection: Selection) -> dict[str, bytes]:
+    """The case page's data, built once per basis of the case: the case, its parties'
+    names, the picture, and the timeline (of `selection`) cut into pages of `page_size`
+    rows, one file each."""
     case = case_view(views, case_id)
-    rows = exports.case_sheet(views, case_id, lang)
+    rows = exports.case_sheet(views, case_id, lang, selection.indexes)
+    # The picture is drawn from the views as they stand: should the case change after
+    # the selection, its new basis makes the next request build again.
     svg = picture.render_svg(picture.case_picture(views, case_id), lang)
     names = {r.org: r.org_name for r in rows if r.org in (case.respondent, case.opened_by)}
     names.update({r["uscc"]: r["name"] for r in _names(views, [case.respondent, case.opened_by])})
@@ -138,7 +143,7 @@ async def case_page(case_id: str, request: Request, views: ViewsDep, exports_: E
     try:
         key, (meta_file,) = await exports_.open(
             views, "page", case_id, lang, ["page.json"],
-            lambda: _page_build(views, case_id, lang, exports_.page_size))
+            lambda selection: _page_build(views, case_id, lang, exports_.page_size, selection))
     except NotFound as e:
         if "text/html" not in request.headers.get("accept", ""):
             raise
@@ -180,7 +185,8 @@ def _names(views: Views, usccs: list[str]) -> list[dict[str, Any]]:
 
 
 async def _export(views: Views, exports_: CaseExports, what: str, case_id: str, lang: str,
-                  name: str, media_type: str, build: Callable[[], dict[str, bytes]]) -> Response:
+                  name: str, media_type: str,
+                  build: Callable[[Selection], dict[str, bytes]]) -> Response:
     """The export's file streamed as a download, built on the export pool on a miss."""
     try:
         _, (file,) = await exports_.open(views, what, case_id, lang, [name], build)
@@ -200,8 +206,8 @@ async def case_csv(case_id: str, views: ViewsDep, exports_: ExportsDep,
     """One row per entry that touches the case (RFC 4180, UTF-8 with a byte order mark);
     the summaries in `lang`, the column names always the same."""
     return await _export(views, exports_, "csv", case_id, lang, "entries.csv",
-                         exports.CSV_MEDIA_TYPE, lambda: {"entries.csv": exports.to_csv_bytes(
-                             exports.case_sheet(views, case_id, lang))})
+                         exports.CSV_MEDIA_TYPE, lambda s: {"entries.csv": exports.to_csv_bytes(
+                             exports.case_sheet(views, case_id, lang, s.indexes))})
 
 
 @router.get("/v1/cases/{case_id:segments}/entries.xlsx", summary="The case's entries as XLSX",
@@ -212,8 +218,8 @@ async def case_xlsx(case_id: str, views: ViewsDep, exports_: ExportsDep,
                     lang: Lang = "zh") -> Response:
     """The same rows as a sortable sheet: header frozen, autofilter, times as date-times."""
     return await _export(views, exports_, "xlsx", case_id, lang, "entries.xlsx",
-                         exports.XLSX_MEDIA_TYPE, lambda: {"entries.xlsx": exports.to_xlsx(
-                             exports.case_sheet(views, case_id, lang))})
+                         exports.XLSX_MEDIA_TYPE, lambda s: {"entries.xlsx": exports.to_xlsx(
+                             exports.case_sheet(views, case_id, lang, s.indexes))})
 
 
 @router.get("/v1/cases/{case_id:segments}/trace.svg", summary="The case's batches as a picture",
@@ -226,4 +232,4 @@ async def case_svg(case_id: str, views: ViewsDep, exports_: ExportsDep,
     (the picture the case page shows, from the same build)."""
     return await _export(views, exports_, "page", case_id, lang, "trace.svg",
                          picture.SVG_MEDIA_TYPE,
-                         lambda: _page_build(views, case_id, lang, exports_.page_size))
+                         lambda s: _page_build(views, case_id, lang, exports_.page_size, s))

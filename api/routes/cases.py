@@ -14,6 +14,7 @@ from api.export_pool import ExportsBusy
 from api.routes.read import ViewsDep
 from ledger.statement_types import StatementType as T
 from traceability import bundle, cases
+from traceability.evidence import Selection
 from traceability.export_cache import ExportRefused
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
@@ -85,12 +86,15 @@ async def case_bundle(case_id: str, views: ViewsDep, exports_: ExportsDep) -> Re
     entries it selected, so that none can be cut out unseen. The bytes are served as
     written: re-encoding the JSON (pretty-printing it) makes the bundle fail verification.
 
-    Built once per tree size on the export pool and streamed (503 with Retry-After when
-    the pool is full); a case whose bundle would hold more than the server's bound
+    Built on the export pool and streamed (503 with Retry-After when the pool is full),
+    then kept until the case's entries change: an append elsewhere in the log serves the
+    same bundle, with the checkpoint it was built at, against which its proofs and
+    manifest still verify. A case whose bundle would hold more than the server's bound
     (`QLEDGER_BUNDLE_MAX_ENTRIES`, 20,000 entries by default) is refused with a 403
     `export-too-large` problem naming the bound."""
-    def build() -> dict[str, bytes]:
-        data = bundle.case_bundle(views, case_id, exports_.bundle_max_entries).to_bytes()
+    def build(selection: Selection) -> dict[str, bytes]:
+        data = bundle.case_bundle(views, case_id, exports_.bundle_max_entries,
+                                  selection).to_bytes()
         return {"bundle.json": data}
 
     try:

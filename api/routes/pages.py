@@ -19,9 +19,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from api import problems
 from api.pages import language, render_blacklist, render_error, render_org
-from api.routes.read import ViewsDep
+from api.routes.read import PAGING_PROBLEMS, Cursor, Limit, ViewsDep, explain_cursor
 from ledger.errors import NotFound
-from traceability import blacklist, cases, orgs
+from traceability import blacklist, cases, orgs, paging
 from traceability.views import Views
 
 router = APIRouter(tags=["pages"])
@@ -82,16 +82,30 @@ def _names(views: Views, usccs: set[str]) -> dict[str, str]:
 
 @router.get("/orgs/{uscc:segment}", response_class=HTMLResponse,
             summary="An organization's credit page",
-            responses={**_HTML, **_ERRORS})
-def org_page(uscc: str, views: ViewsDep, lang: Lang = None) -> HTMLResponse:
-    """Name, roles, region, score and grade, blacklist status, awards, every entry that
-    moved the score (each linked to its inclusion proof), the score over time, its
-    blacklist record and its complaint cases. JSON: `GET /v1/orgs/{uscc}`."""
-    profile = orgs.profile(views, uscc)
+            responses={**_HTML, **_ERRORS, **PAGING_PROBLEMS})
+def org_page(uscc: str, views: ViewsDep, lang: Lang = None, cursor: Cursor = None,
+             limit: Limit = paging.DEFAULT_LIMIT) -> HTMLResponse:
+    """Name, roles, region, score and grade, blacklist status, awards, the entries that
+    moved the score a page at a time (each linked to its inclusion proof; `cursor` and
+    `limit` as for `/v1/orgs/{uscc}/explain`, whose cursors it takes; the page links to
+    the next), the score over time, its blacklist record and its complaint cases. A page
+    after the first shows the credit as it was taken for the first, which its lines
+    explain. JSON: `GET /v1/orgs/{uscc}`."""
+    position = explain_cursor(cursor)
+    profile = orgs.profile(views, uscc, None if position is None else position.at)
+    page = profile.credit.explain_page(None if position is None else position.after, limit)
     case_views = [cases.case_view(views, case).to_json()
                   for case in cases.cases_of(views, profile.uscc)]
     listings = [e.to_json() for e in blacklist.history(views, profile.uscc)]
-    return HTMLResponse(render_org(profile.to_json(), case_views, listings, language(lang)))
+    base = f"/orgs/{profile.uscc}?lang={language(lang)}"
+    if limit != paging.DEFAULT_LIMIT:
+        base += f"&limit={limit}"
+    following = None if page.next is None else f"{base}&cursor={page.next.to_text()}"
+    return HTMLResponse(render_org(
+        profile.to_json(page), case_views, listings, language(lang),
+        explain={"first": page.offset + 1, "last": page.offset + len(page.lines),
+                 "total": page.total, "next": following,
+                 "start": base if position is not None else None}))
 
 
 @router.get("/blacklist", response_class=HTMLResponse, summary="The blacklist page",

@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from api import problems
 from ledger.errors import InvalidRequest, Rejected
 from ledger.identifiers import normalize_gtin, validate_lot, validate_uscc
-from traceability import blacklist, orgs, qr, trace
+from traceability import blacklist, credit, orgs, paging, qr, trace
+from traceability.credit import ExplainCursor
 from traceability.views import Views
 
 router = APIRouter(tags=["read"])
@@ -41,13 +43,15 @@ TRACE_EXAMPLE = {
                    "quantity": 2500, "entry": 36, "received_entry": 37}],
     "organizations": ["91350100MA2Y00005X", "91350102MA2Y00004P"],
 }
+_LINE = {"entry": 30, "delta": -10, "reason": "failed supervisory check",
+         "rule": "check.failed.production"}
+_CURSOR = "eyJhZnRlciI6MzAsImF0IjoiMjAyNi0xMS0zMFQxMDowMDowMC4wMDAwMDBaIn0"
 ORG_EXAMPLE = {
     "uscc": "91350100MA2Y00002L", "name": "福州金穗面粉有限公司", "roles": ["producer"],
     "region": "350100", "credit": {"score": 82, "grade": "B", "blacklisted": False,
-                                   "explain": [{"entry": 30, "delta": -10,
-                                                "reason": "failed supervisory check",
-                                                "rule": "check.failed.production"}]},
+                                   "explain": [_LINE], "explain_next": None},
 }
+EXPLAIN_EXAMPLE = {"items": [_LINE], "next": _CURSOR}
 BLACKLIST_EXAMPLE = {"blacklist": [{"org": "92350104MA2Y000091", "name": "福州仓山某食品加工坊",
                                     "reason": "生产销售不合格食品且拒不整改", "since": "2026-11-20T09:00:00Z",
                                     "until": None, "entry": 55}]}
@@ -69,6 +73,28 @@ async def get_views(request: Request) -> Views:
 
 
 ViewsDep = Annotated[Views, Depends(get_views)]
+
+
+# The paging parameters of every list (PROTOCOL.md §5; traceability.paging).
+Cursor = Annotated[str | None, Query(
+    max_length=paging.MAX_CURSOR_CHARS,
+    description="`next` of the page before, as given; leave it out for the first page")]
+Limit = Annotated[int, Query(ge=1, le=paging.MAX_LIMIT, description="most items to return")]
+PAGING_PROBLEMS = problems.responses(problems.example(
+    problems.INVALID_REQUEST, 400, "cursor: not a cursor of this list (take `next` from the "
+    "page before, or leave the cursor out for the first page)"))
+
+
+def explain_cursor(text: str | None) -> ExplainCursor | None:
+    """The position a page of explain lines starts after; None for the first page."""
+    return None if text is None else ExplainCursor.from_text(text)
+
+
+def _uscc(value: str) -> str:
+    try:
+        return validate_uscc(value)
+    except Rejected as e:
+        raise InvalidRequest(e.detail) from None
 
 
 def _gtin(value: str) -> str:
@@ -99,12 +125,22 @@ def trace_batch(
 @router.get("/v1/orgs/{uscc:segment}", summary="An organization and its quality credit",
             responses=_example(ORG_EXAMPLE))
 def organization(uscc: str, views: ViewsDep) -> dict[str, Any]:
-    """Score, grade, blacklist status, and `explain`: every entry that moved the score."""
-    try:
-        code = validate_uscc(uscc)
-    except Rejected as e:
-        raise InvalidRequest(e.detail) from None
-    return orgs.profile(views, code).to_json()
+    """Score, grade, blacklist status, and `explain`: the entries that moved the score, a
+    first page of them (50); `explain_next` is the cursor of the rest at
+    `/v1/orgs/{uscc}/explain` (null when there is no more)."""
+    profile = orgs.profile(views, _uscc(uscc))
+    return profile.to_json(profile.credit.explain_page())
+
+
+@router.get("/v1/orgs/{uscc:segment}/explain",
+            summary="Every line of an organization's credit explain, a page at a time",
+            responses={**_example(EXPLAIN_EXAMPLE), **PAGING_PROBLEMS})
+def organization_explain(uscc: str, views: ViewsDep, cursor: Cursor = None,
+                         limit: Limit = paging.DEFAULT_LIMIT) -> dict[str, Any]:
+    """The lines in entry order, the clamp line (if the score is clamped) last; `next` is
+    the cursor of the following page, null on the last. The pages that follow one cursor
+    explain the score taken when the first page was, so their deltas add up to it."""
+    return credit.explain(views, _uscc(uscc), explain_cursor(cursor), limit).to_json()
 
 
 @router.get("/v1/blacklist", summary="Organizations on the quality-dishonesty blacklist",
