@@ -32,11 +32,12 @@ import hashlib
 from functools import cache
 from importlib import metadata
 
+from ledger.statement_types import StatementType as T
 from traceability.evidence import Selection
 from traceability.views import Views
 
 # Corrections of these change what an export reads from the views besides its entries.
-_SHOWN_FROM_VIEWS = ("org.registered", "batch.produced")
+_SHOWN_FROM_VIEWS = (T.ORG_REGISTERED.value, T.BATCH_PRODUCED.value)
 # Every correction of such a statement, and of those corrections, to any depth.
 _NEWEST_FIX = """WITH RECURSIVE fixes(entry) AS (
         SELECT c.correcting FROM v_corrections c JOIN v_entries e ON e.entry = c.corrected
