@@ -3,6 +3,12 @@
 PostgreSQL comes from QLEDGER_TEST_PG (default: the local server's `test` database).
 When it cannot be reached the PostgreSQL cases are skipped with the reason, except
 under CI=true, where they must run and so fail instead.
+
+Markers, given here by module so that a new test in a slow file is slow too:
+`e2e` for tests that start servers, browsers or processes (and are `slow` as well),
+`slow` for the rest of what takes seconds, and for every PostgreSQL case (a schema
+each). `scripts/test -m "not slow"` runs the unit tests on SQLite in under a minute;
+`scripts/test` alone runs everything.
 """
 
 from __future__ import annotations
@@ -12,6 +18,27 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
+E2E_MODULES = frozenset({
+    "test_browser", "test_feed_stream", "test_attacks_floods", "test_crash", "test_outages",
+    "test_schemathesis", "test_concurrent_writers",
+})
+SLOW_MODULES = frozenset({
+    "test_views_properties", "test_conservation", "test_attacks_exports", "test_case_exports",
+    "test_backup", "test_audit", "test_attacks_audit", "test_tamper", "test_parallel",
+    "test_views_tracking", "test_exporters_hostile",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        if module in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
+        elif module in SLOW_MODULES or item.get_closest_marker("postgres") is not None:
+            item.add_marker(pytest.mark.slow)
+
 
 PG_URL = os.environ.get("QLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_problem: list[str | None] = []

@@ -239,6 +239,7 @@ def test_a_changed_manifest_text_fails(evidence: Evidence, name: str, old: str,
     assert found[0].endswith(": signature does not verify")
 
 
+@pytest.mark.slow
 def test_a_byte_flipped_anywhere_in_the_manifest_fails(evidence: Evidence) -> None:
     # Each character of the note (text and signature line) in turn, its lowest bit flipped
     # (a newline, which would become a control character, made a "*"): the signature or

@@ -312,6 +312,7 @@ def test_a_weak_key_is_refused_at_registration(world: World, name: str, raw: byt
     refused(world, [env], Rejection.WEAK_KEY)
 
 
+@pytest.mark.slow
 def test_real_keys_pass_the_check() -> None:
     for _ in range(50):
         point = keys.public_bytes(keys.generate_private_key())

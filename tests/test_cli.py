@@ -166,6 +166,7 @@ def test_submit_takes_one_envelope_an_array_or_json_lines(
     assert Ledger(db_url).size() == 2 + 6
 
 
+@pytest.mark.slow
 def test_submit_stops_at_a_bad_envelope_and_resumes_after_the_fix(
     tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

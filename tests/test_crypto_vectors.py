@@ -363,6 +363,7 @@ def _ours_or_none(value: Any) -> bytes | None:
         return None
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(json_values)
 @example({"\ufb33": 1, "\U0001f600": 2})
@@ -385,6 +386,7 @@ def test_canonical_bytes_equals_rfc8785(value: Any) -> None:
         assert fast == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(st.dictionaries(_text, json_values, max_size=6))
 def test_the_ledger_accepts_exactly_the_canonical_bytes_of_a_statement(value: dict[str, Any]) -> None:

@@ -316,6 +316,7 @@ def test_bad_regions_are_rejected() -> None:
     assert "U+0661" in rejection(validate_region, "\u0661\u0661\u0660\u0660\u0660\u0660")
 
 
+@pytest.mark.slow
 @given(st.text(), st.lists(st.text(), max_size=3))
 def test_aggregate_ids_are_name_based_uuids(kind: str, parts: list[str]) -> None:
     # Stored aggregates are found by these ids: they must stay uuid5's, as ever.

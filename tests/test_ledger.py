@@ -200,6 +200,7 @@ def _ship_in_a_process(db_url: str, log_key: bytes, envelope: dict[str, Any], ou
         out.put(e.kind.value)
 
 
+@pytest.mark.slow
 def test_four_processes_race_for_one_batch(db_url: str) -> None:
     """Four distributors' systems ship from one 1,000 kg batch at once, 300 kg each:
     exactly three shipments fit, whatever the interleaving."""

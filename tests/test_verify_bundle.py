@@ -91,6 +91,7 @@ def _tampered_fails(data: bytes, position: int, value: int) -> bool:
         return True  # no longer JSON: not a bundle at all, exit status 2
 
 
+@pytest.mark.slow
 def test_changing_any_byte_fails(evidence: Evidence) -> None:
     data = evidence.data
     skip = _generated_at(data)
@@ -322,6 +323,7 @@ def test_the_verifier_imports_nothing_from_storage_web_or_the_read_side() -> Non
     assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
 
 
+@pytest.mark.slow
 def test_verify_bundle_exit_statuses(evidence: Evidence, tmp_path: Path) -> None:
     bundle = evidence.bundle()
     bundle["timeline"][0]["summary"] = "edited"
