@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -93,7 +92,6 @@ def create_app(ledger: Ledger | None = None, settings: Settings | None = None) -
         app.include_router(router)
     # Dispute cases: the case page and its spreadsheet and picture downloads.
     app.include_router(casepages.router)
-    _document_any_problem(app)
     _outermost(app, lambda inner: edges.Edges(inner, settings.allowed_hosts))
     return app
 
@@ -108,25 +106,3 @@ def _outermost(app: FastAPI, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
         return wrap(build())
 
     app.build_middleware_stack = build_wrapped  # type: ignore[method-assign]
-
-
-def _document_any_problem(app: FastAPI) -> None:
-    """Every route may answer with a problem its own documentation does not list (429 on
-    the public routes, 503 when the database is down, 400 for a bad parameter): say so
-    with an OpenAPI `default` answer, so that clients and schemathesis know its shape."""
-    documented = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        first = app.openapi_schema is None
-        schema = documented()
-        if first:
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    operation.setdefault("responses", {}).setdefault("default", {
-                        "description": "A problem (RFC 9457)",
-                        "content": {problems.MEDIA_TYPE: {
-                            "schema": {"$ref": "#/components/schemas/Problem"}}},
-                    })
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -168,10 +168,17 @@ def responses(*examples: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 def fix_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Error answers are `application/problem+json`, and invalid parameters give 400: move
     the schema FastAPI puts under the route's own media type to the problem media type, and
-    drop its default 422 "HTTPValidationError" answer."""
+    drop its default 422 "HTTPValidationError" answer. Every route may also answer with a
+    problem its own documentation does not list (429 on the public routes, 503 when the
+    database is down, 400 for a bad parameter): an OpenAPI `default` answer says so, so
+    that clients and schemathesis know its shape."""
     for path in schema.get("paths", {}).values():
         for operation in path.values():
-            answers = operation.get("responses", {})
+            answers = operation.setdefault("responses", {})
+            answers.setdefault("default", {
+                "description": "A problem (RFC 9457)",
+                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            })
             default_422 = answers.get("422", {}).get("content", {}).get("application/json", {})
             if default_422.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
                 del answers["422"]
@@ -274,7 +281,9 @@ async def _handle(request: Request, e: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Route every error through `answer`, and document errors as problems."""
+    """Route every error through `answer`, and document errors as problems: the one
+    customisation of the app's OpenAPI document (fix_openapi, made once, when the document
+    is first asked for, after every route is included)."""
     for kind in (LedgerError, RequestValidationError, StarletteHTTPException, *_OUTAGES,
                  Exception):
         app.add_exception_handler(kind, _handle)

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from api import problems
 from api.case_exports import CaseExports, exports_of, refusal, stream
 from api.export_pool import ExportsBusy
-from api.routes.read import ViewsDep
+from api.deps import ViewsDep
 from ledger.errors import NotFound
 from ledger.statement_types import FACTS
 from traceability import exports, picture

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from api import problems
 from api.case_exports import TOO_LARGE, CaseExports, exports_of, refusal, stream
 from api.export_pool import ExportsBusy
-from api.routes.read import ViewsDep
+from api.deps import ViewsDep
 from ledger.statement_types import StatementType as T
 from traceability import bundle, cases
 from traceability.evidence import Selection

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
-from api.routes.read import ViewsDep, _gtin, _lot
+from api.deps import ViewsDep, path_gtin, path_lot
 from ledger.errors import InvalidRequest
 from traceability import labels, scan
 
@@ -41,7 +41,7 @@ async def label_sheet(
     lot, dot, kind = name.rpartition(".")
     if not dot or kind not in ("pdf", "svg"):
         raise InvalidRequest("ask for {lot}.pdf or {lot}.svg")
-    gtin14, lot = _gtin(gtin), _lot(lot)
+    gtin14, lot = path_gtin(gtin), path_lot(lot)
     product = scan.scan(views, gtin14, lot).batch.product  # 404 for a batch not recorded
     resolver = request.app.state.link_base  # configured, never the Host header
     sheet = labels.run_labels(resolver, gtin14, lot, product, count, serial_from)

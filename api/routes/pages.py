@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api import problems
 from api.pages import language, render_blacklist, render_error, render_org
-from api.routes.read import PAGING_PROBLEMS, Cursor, Limit, ViewsDep, explain_cursor
+from api.deps import PAGING_PROBLEMS, Cursor, Limit, ViewsDep, explain_cursor
 from ledger.errors import NotFound
 from traceability import blacklist, cases, orgs, paging
 from traceability.views import Views

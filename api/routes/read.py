@@ -7,15 +7,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api import problems
-from ledger.errors import InvalidRequest, Rejected
-from ledger.identifiers import normalize_gtin, validate_lot, validate_uscc
+from api.deps import (
+    PAGING_PROBLEMS,
+    Cursor,
+    Limit,
+    ViewsDep,
+    explain_cursor,
+    path_gtin,
+    path_lot,
+    path_uscc,
+)
+from ledger.errors import InvalidRequest
 from traceability import blacklist, credit, orgs, paging, qr, trace
-from traceability.credit import ExplainCursor
-from traceability.views import Views
 
 router = APIRouter(tags=["read"])
 
@@ -61,56 +67,6 @@ def _example(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"example": example}}}}
 
 
-def views_of(request: Request) -> Views:
-    """The worker's views, whose every read catches up first (`fresh_reads`)."""
-    views: Views = request.app.state.views
-    return views
-
-
-async def get_views(request: Request) -> Views:
-    # `async`: nothing to wait for, so no trip through the thread pool of its own.
-    return views_of(request)
-
-
-ViewsDep = Annotated[Views, Depends(get_views)]
-
-
-# The paging parameters of every list (PROTOCOL.md §5; traceability.paging).
-Cursor = Annotated[str | None, Query(
-    max_length=paging.MAX_CURSOR_CHARS,
-    description="`next` of the page before, as given; leave it out for the first page")]
-Limit = Annotated[int, Query(ge=1, le=paging.MAX_LIMIT, description="most items to return")]
-PAGING_PROBLEMS = problems.responses(problems.example(
-    problems.INVALID_REQUEST, 400, "cursor: not a cursor of this list (take `next` from the "
-    "page before, or leave the cursor out for the first page)"))
-
-
-def explain_cursor(text: str | None) -> ExplainCursor | None:
-    """The position a page of explain lines starts after; None for the first page."""
-    return None if text is None else ExplainCursor.from_text(text)
-
-
-def _uscc(value: str) -> str:
-    try:
-        return validate_uscc(value)
-    except Rejected as e:
-        raise InvalidRequest(e.detail) from None
-
-
-def _gtin(value: str) -> str:
-    try:
-        return normalize_gtin(value)
-    except Rejected as e:
-        raise InvalidRequest(e.detail) from None
-
-
-def _lot(value: str) -> str:
-    try:
-        return validate_lot(value)
-    except Rejected as e:
-        raise InvalidRequest(e.detail) from None
-
-
 @router.get("/v1/batches/{gtin:segment}/{lot:segment}/trace", summary="The trace graph of a batch",
             responses=_example(TRACE_EXAMPLE))
 def trace_batch(
@@ -119,7 +75,7 @@ def trace_batch(
 ) -> dict[str, Any]:
     """`up`: everything the batch was made from, to any depth; `down`: everything made
     from it and every organization that received any of it (the reach of a recall)."""
-    return trace.trace(views, _gtin(gtin), _lot(lot), direction).to_json()
+    return trace.trace(views, path_gtin(gtin), path_lot(lot), direction).to_json()
 
 
 @router.get("/v1/orgs/{uscc:segment}", summary="An organization and its quality credit",
@@ -128,7 +84,7 @@ def organization(uscc: str, views: ViewsDep) -> dict[str, Any]:
     """Score, grade, blacklist status, and `explain`: the entries that moved the score, a
     first page of them (50); `explain_next` is the cursor of the rest at
     `/v1/orgs/{uscc}/explain` (null when there is no more)."""
-    profile = orgs.profile(views, _uscc(uscc))
+    profile = orgs.profile(views, path_uscc(uscc))
     return profile.to_json(profile.credit.explain_page())
 
 
@@ -140,7 +96,7 @@ def organization_explain(uscc: str, views: ViewsDep, cursor: Cursor = None,
     """The lines in entry order, the clamp line (if the score is clamped) last; `next` is
     the cursor of the following page, null on the last. The pages that follow one cursor
     explain the score taken when the first page was, so their deltas add up to it."""
-    return credit.explain(views, _uscc(uscc), explain_cursor(cursor), limit).to_json()
+    return credit.explain(views, path_uscc(uscc), explain_cursor(cursor), limit).to_json()
 
 
 @router.get("/v1/blacklist", summary="Organizations on the quality-dishonesty blacklist",
@@ -163,7 +119,7 @@ def batch_qr(gtin: str, name: str, request: Request) -> Response:
     if not dot or kind not in ("svg", "png"):
         raise InvalidRequest("ask for {lot}.svg or {lot}.png")
     resolver = request.app.state.link_base  # configured, never the Host header
-    uri = qr.digital_link(resolver, _gtin(gtin), _lot(lot))
+    uri = qr.digital_link(resolver, path_gtin(gtin), path_lot(lot))
     if kind == "svg":
         return Response(qr.qr_svg(uri), media_type="image/svg+xml")
     return Response(qr.qr_png(uri), media_type="image/png")

@@ -25,7 +25,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from api.pages import render_scan
 from api.product_page import render_product
-from api.routes.read import SCAN_EXAMPLE, ViewsDep, _gtin, _lot, views_of
+from api.deps import ViewsDep, path_gtin, path_lot, views_of
+from api.routes.read import SCAN_EXAMPLE
 from traceability import product, qr, scan
 from traceability.linkset import MEDIA_TYPE as LINKSET, LinkSet, batch_links, link_type_name
 from traceability.linkset import product_links
@@ -147,7 +148,7 @@ def resolve_product(request: Request) -> Response:
     """The product named by the GTIN: its name, category, producers and newest lots, each
     lot linking to its scan page."""
     gtin = request.path_params["gtin"]
-    canonical = _gtin(gtin)
+    canonical = path_gtin(gtin)
     if canonical != gtin:
         return _moved(f"/01/{canonical}", request)
     view = product.product(views_of(request), canonical)
@@ -162,7 +163,7 @@ def resolve_product(request: Request) -> Response:
 
 def _resolve_batch(gtin: str, lot: str, serial: str | None, request: Request,
                    link_type: str | None) -> Response:
-    canonical, lot = _gtin(gtin), _lot(lot)
+    canonical, lot = path_gtin(gtin), path_lot(lot)
     if serial is not None:
         serial = qr.validate_serial(serial)
     if canonical != gtin:
@@ -209,7 +210,7 @@ def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
     # A JSONResponse of the view's JSON (the bytes FastAPI would send for the dict), and
     # `response_model` for the OpenAPI schema: no validation and re-encoding of a dict
     # that is already JSON.
-    return _JSONResponse(scan.scan(views, _gtin(gtin), _lot(lot)).to_json())
+    return _JSONResponse(scan.scan(views, path_gtin(gtin), path_lot(lot)).to_json())
 
 
 @router.get("/v1/products/{gtin:segment}", summary="A product and its lots, as JSON",
@@ -217,4 +218,4 @@ def batch_view(gtin: str, lot: str, views: ViewsDep) -> Response:
             responses={200: {"content": {"application/json": {"example": PRODUCT_EXAMPLE}}}})
 def product_view(gtin: str, views: ViewsDep) -> Response:
     """The `gs1:pip` link of `/01/{gtin}`: name, category, producers, newest lots."""
-    return _JSONResponse(product.product(views, _gtin(gtin)).to_json())  # as batch_view
+    return _JSONResponse(product.product(views, path_gtin(gtin)).to_json())  # as batch_view
