@@ -19,7 +19,7 @@ from ledger.rules import RULES, may_withdraw
 from ledger.statement_types import FACTS, StatementType
 from ledger.statements import TYPES
 from ledger.timeline import _SUMMARIES
-from traceability.exports import _SAY
+from traceability.exports.rows import _SAY
 from traceability.projector import _HANDLERS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,34 +1,15 @@
-"""The spreadsheet of a dispute case (DISPUTES.md, "Spreadsheet and picture"): one row per
-entry with the key data elements an investigator sorts and filters by (who, what batch,
-what happened, where, when, quantity, verdict, entry index, signer), as CSV (RFC 4180)
-and XLSX (Office Open XML, written by openpyxl).
-
-Rows show each statement as signed, read from the log itself; the views only supply
-names, regions, units and the batch a shipment carried. Free text can hold anything a
-signer typed, so text that a spreadsheet would take for a formula is neutralised
-(OWASP "CSV injection"): in CSV it gets a leading apostrophe, in XLSX it is stored as a
-string cell, which Excel never evaluates.
-
-The short summary of each row is in Chinese (the default) or English; the column names
-are fixed identifiers in either case, so scripts can rely on them. CSV keeps times as the
-RFC 3339 text of the log; XLSX makes them Excel date-times in UTC, to sort and filter by.
+"""The rows of a dispute case's spreadsheet: one per entry, each statement as signed, read
+from the log itself; the views only supply names, regions, units and the batch a
+shipment carried. The short summary of each row is in Chinese (the default) or English;
+the column names are fixed identifiers in either case, so scripts can rely on them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
-
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
 
 from ledger.application import Ledger, StoredEntry
 from ledger.envelope import Envelope
@@ -36,8 +17,6 @@ from ledger.errors import LedgerError, NotFound
 from ledger.keys import key_id
 from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
-from ledger.text import scrub
-from ledger.timefmt import parse_time
 from traceability.cases import case_view
 from traceability.evidence import case_entries
 from traceability.views import Views
@@ -45,18 +24,6 @@ from traceability.views import Views
 V = TypeVar("V")
 Lang = Literal["en", "zh"]
 
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-# A cell starting with one of these is a formula (or starts one) in Excel, LibreOffice
-# and Google Sheets; tab and carriage return can smuggle one past a naive check, and
-# East Asian input methods type the full-width forms, which Excel takes as well.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-# Where a cell may begin once the file is split on another delimiter than ours (Excel
-# in many European locales splits on ";"; others on tab or "|"), or on a line break:
-# a formula start after any of these, or after spaces at the very start, is neutralised.
-_FORMULA_ANYWHERE = re.compile(
-    "(^|[,;\t|\r\n])([ \"]*)([" + re.escape("".join(FORMULA_START[:4] + FORMULA_START[6:])) + "])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +52,7 @@ class Row:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
-_TIME_COLUMNS = ("recorded_at", "issued_at")
+TIME_COLUMNS = ("recorded_at", "issued_at")
 
 
 def case_rows(
@@ -370,115 +337,6 @@ def _chunks(values: Sequence[V], size: int = 500) -> Iterable[list[V]]:
 
 def _marks(values: Sequence[str]) -> str:
     return ", ".join("?" * len(values))
-
-
-# ---- CSV --------------------------------------------------------------------------------
-
-
-def neutralise(value: Any) -> Any:
-    """A text cell that a spreadsheet would read as a formula, made plain text by an
-    apostrophe before the formula's start (what Excel itself shows for text typed that
-    way), wherever a delimiter of any locale could make a cell begin; text that free text
-    may not hold is replaced (ledger.text.scrub); other values unchanged."""
-    if not isinstance(value, str):
-        return value
-    value = scrub(value)
-    if value.startswith(("\t", "\r")):
-        value = "'" + value
-    return _FORMULA_ANYWHERE.sub(r"\1\2'\3", value)
-
-
-def to_csv(rows: Iterable[Row]) -> str:
-    """RFC 4180: a header row, CRLF line ends, fields quoted where needed. Times stay RFC 3339
-    text; an empty quantity is an empty field."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow(["" if v is None else neutralise(v) for v in row.cells()])
-    return out.getvalue()
-
-
-def to_csv_bytes(rows: Iterable[Row]) -> bytes:
-    """UTF-8 with a byte order mark: without it Excel reads Chinese text as the local code page."""
-    return to_csv(rows).encode("utf-8-sig")
-
-
-# ---- XLSX -------------------------------------------------------------------------------
-
-_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
-_MAX_WIDTH = 60
-
-
-def to_xlsx(rows: Iterable[Row], title: str = "entries") -> bytes:
-    """One sheet: the header row frozen, an autofilter over the whole range, widths fitted
-    to the text. Index and quantity are numbers; the two times are Excel date-times in UTC
-    (Excel has no time zones; the headers say UTC); codes (USCC, GTIN, region, lot) are
-    text, so no leading zero is lost. Every text cell is stored as a string, never a formula.
-
-    Written in openpyxl's write-only mode, which streams rows (the ordinary mode slows
-    down with every row added); widths are therefore measured before the first row."""
-    headers = [f"{c} (UTC)" if c in _TIME_COLUMNS else c for c in COLUMNS]
-    times = [COLUMNS.index(c) for c in _TIME_COLUMNS]
-    table: list[list[Any]] = []
-    for row in rows:
-        values = list(row.cells())
-        for i in times:
-            values[i] = _excel_time(values[i])
-        table.append(values)
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(title[:31])  # Excel's limit on sheet names
-    for i, width in enumerate(_widths(headers, table), start=1):
-        sheet.column_dimensions[get_column_letter(i)].width = min(width + 2, _MAX_WIDTH)
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{len(table) + 1}"
-    sheet.append([_cell(sheet, h, bold=True) for h in headers])
-    for values in table:
-        sheet.append([_cell(sheet, v) for v in values])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def _cell(sheet: Any, value: Any, bold: bool = False) -> WriteOnlyCell:
-    if isinstance(value, str):
-        value = scrub(value)  # XML (and so XLSX) cannot hold C0 controls, U+FFFE, U+FFFF
-    cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, str):
-        # openpyxl takes text starting with "=" for a formula; a string cell is only text.
-        cell.data_type = "s"
-    elif isinstance(value, datetime):
-        cell.number_format = _TIME_FORMAT
-    if bold:
-        cell.font = Font(bold=True)
-    return cell
-
-
-def _widths(headers: list[str], table: list[list[Any]]) -> list[int]:
-    widths = [_width(h) for h in headers]
-    for values in table:
-        for i, v in enumerate(values):
-            if isinstance(v, datetime):
-                shown = len(_TIME_FORMAT)
-            elif v is None:
-                continue
-            else:
-                shown = _width(str(v))
-            widths[i] = max(widths[i], shown)
-    return widths
-
-
-def _excel_time(text: str) -> datetime | str:
-    """A naive UTC datetime for Excel, or the text itself when it is not a valid time."""
-    try:
-        return parse_time(text).astimezone(UTC).replace(tzinfo=None)
-    except (LedgerError, ValueError):
-        return text
-
-
-def _width(text: str) -> int:
-    # Chinese characters take two columns of a fixed-width font.
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
 
 def case_sheet(views: Views, case_id: str, lang: Lang = "zh",
