@@ -28,7 +28,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
-from ledger.canonical import b64encode
+from ledger.b64 import b64encode
 from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key

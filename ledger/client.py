@@ -15,7 +15,8 @@ from uuid import uuid4
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.canonical import b64encode, canonical_bytes, parse_canonical_statement
+from ledger.b64 import b64encode
+from ledger.canonical import canonical_bytes, parse_canonical_statement
 from ledger.envelope import MAX_PAYLOAD_BYTES, PAYLOAD_TYPE, pae
 from ledger.errors import Rejected, Rejection
 from ledger.keys import key_id, public_bytes

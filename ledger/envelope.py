@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ledger import keys
-from ledger.canonical import (
-    b64decode, b64encode, json_kind, nesting_depth, parse_canonical_statement)
+from ledger.b64 import b64decode, b64encode
+from ledger.canonical import json_kind, nesting_depth, parse_canonical_statement
 from ledger.errors import Rejected, Rejection
 
 __all__ = ["MAX_PAYLOAD_BYTES", "PAYLOAD_TYPE", "Envelope", "Signature", "load_json", "pae",

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
-from ledger.canonical import b64decode, b64encode
+from ledger.b64 import b64decode, b64encode
 from ledger.errors import LedgerError, Rejected, Rejection
 
 __all__ = [

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from ledger import client, keys
-from ledger.canonical import b64encode, canonical_bytes
+from ledger.b64 import b64encode
+from ledger.canonical import canonical_bytes
 from ledger.envelope import PAYLOAD_TYPE, pae
 from tests.support import ROOT, World, make_uscc
 from tests.test_cli_url import server  # noqa: F401 - the uvicorn fixture

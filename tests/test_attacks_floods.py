@@ -36,7 +36,7 @@ from api.app import create_app
 from api.settings import DEFAULT_WRITE_RATE, Settings
 from api.timeouts import MAX_HEADER_BYTES, HeaderDeadlineProtocol
 from ledger import client, keys
-from ledger.canonical import b64encode
+from ledger.b64 import b64encode
 from ledger.errors import Rejected, Rejection
 from tests.server_process import ServerProcess
 from tests.support import World

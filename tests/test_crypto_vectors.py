@@ -26,12 +26,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger import keys
+from ledger.b64 import b64decode, b64encode
 from ledger.canonical import (
     MAX_SAFE_INTEGER,
     _fast,
     _needs_reference,
-    b64decode,
-    b64encode,
     canonical_bytes,
     parse_canonical_statement,
     parse_statement_json,

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.application import AggregateNotFoundError
 
 from ledger import client, keys
-from ledger.canonical import b64encode, canonical_bytes
+from ledger.b64 import b64encode
+from ledger.canonical import canonical_bytes
 from ledger.domain.batch import Batch
 from ledger.domain.organization import Organization
 from ledger.envelope import MAX_PAYLOAD_BYTES, PAYLOAD_TYPE, pae
