@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,7 +34,8 @@ from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
-from ledger.envelope import Envelope, signer_ids
+from ledger.authentication import MAX_FUTURE, authenticate, check_not_ahead  # noqa: F401
+from ledger.envelope import Envelope, signature_failure, signer_ids
 from ledger.genesis import authenticate_genesis, check_genesis
 from ledger.envelope import load_json as load_envelope_json
 from ledger.keys import key_id, load_private_key
@@ -54,7 +55,6 @@ from ledger.transcoding import LedgerMapper, LedgerTranscoder
 from ledger.unit_of_work import UnitOfWork
 
 MAX_BATCH = 1000
-MAX_FUTURE = timedelta(minutes=5)
 MAX_RETRIES = 20
 # Envelopes the writer applies between looks at the workers' verdicts so far (a task's
 # worth, ledger/parallel.py TASK).
@@ -705,12 +705,7 @@ class Ledger(Application[UUID]):
                         receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
                         continue
                     index = next_index
-                    if s.issued_at > now + MAX_FUTURE:
-                        raise Rejected(
-                            Rejection.FUTURE_STATEMENT,
-                            f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
-                            f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
-                        )
+                    check_not_ahead(s, now)
                     signer = (
                         authenticate_genesis(uow, sub, submissions, index)
                         if genesis
@@ -802,33 +797,6 @@ def statistics_due(before: int, after: int) -> bool:
     return after >= STATISTICS_FROM and after.bit_length() > before.bit_length()
 
 
-def authenticate(
-    uow: Any, envelope: Envelope, s: Statement, now: datetime,
-    check_signature: Callable[[str, Key], None],
-) -> Organization:
-    """Every signature is by a registered key active at `issued_at` and now, and
-    verifies (`check_signature`, which may have been done elsewhere); one of them is a
-    key of `by`. Returns the signing organization."""
-    own_key = False
-    for sig in envelope.signatures:
-        key = uow.get(Key, Key.create_id(sig.keyid))
-        if key is None:
-            raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
-        key.check_active(s.issued_at, "issued_at")
-        key.check_active(now, "the time of recording")
-        check_signature(sig.keyid, key)
-        own_key = own_key or key.org == s.by
-    if not own_key:
-        raise Rejected(
-            Rejection.KEY_NOT_OF_SIGNER,
-            f"no signature by a key of {s.by}, the organization named in `by`",
-        )
-    org = uow.get(Organization, Organization.create_id(s.by))
-    if org is None:  # keys belong to registered organizations, so only after tampering
-        raise Rejected(Rejection.UNKNOWN_ORG, f"by: organization {s.by} is not registered")
-    return org  # type: ignore[no-any-return]
-
-
 def _raise_signature_failure(
     pending: Pending | None, submissions: list[Submission], before: int, wait: bool = True,
 ) -> None:
@@ -838,9 +806,6 @@ def _raise_signature_failure(
         return
     for position, keyid in pending.failures() if wait else pending.failures_known():
         if position < before:
-            error = Rejected(
-                Rejection.BAD_SIGNATURE,
-                f"the signature by key {keyid} does not verify over this payload and payloadType",
-            )
+            error = signature_failure(keyid)
             raise error.at(position) if len(submissions) > 1 else error
         return

@@ -30,7 +30,7 @@ from ledger.canonical import json_kind, nesting_depth, parse_canonical_statement
 from ledger.errors import Rejected, Rejection
 
 __all__ = ["MAX_PAYLOAD_BYTES", "PAYLOAD_TYPE", "Envelope", "Signature", "load_json", "pae",
-           "signer_ids"]
+           "signature_failure", "signer_ids"]
 
 PAYLOAD_TYPE = "application/vnd.qledger.statement+json"
 MAX_PAYLOAD_BYTES = 65536
@@ -149,10 +149,16 @@ class Envelope:
                 f"the public key given for keyid {keyid} is not the key with that id",
             )
         if not keys.verify(public_key, signature.sig, self.message()):
-            raise Rejected(
-                Rejection.BAD_SIGNATURE,
-                f"the signature by key {keyid} does not verify over this payload and payloadType",
-            )
+            raise signature_failure(keyid)
+
+
+def signature_failure(keyid: str) -> Rejected:
+    """The refusal of a signature by `keyid` that does not verify, wherever it was checked
+    (here, in a worker process, on replay)."""
+    return Rejected(
+        Rejection.BAD_SIGNATURE,
+        f"the signature by key {keyid} does not verify over this payload and payloadType",
+    )
 
 
 def _signatures(value: object) -> tuple[Signature, ...]:
