@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from api import cli
+from api.cli import records as submitting  # where `submit` reads CHUNK and MAX_BODY
 from api.app import create_app
 from api.cli import SERVE_PROTOCOL, main
 from api.settings import Settings
@@ -104,7 +104,7 @@ def test_submit_through_the_server_stops_at_a_bad_envelope_and_resumes_after_the
 ) -> None:
     """Eight registrations in chunks of three; number 5 has a broken signature. The first
     chunk is recorded, the second is not; after the fix the same command records the rest."""
-    monkeypatch.setattr(cli, "CHUNK", 3)
+    monkeypatch.setattr(submitting, "CHUNK", 3)
     size = world.ledger.size()
     envelopes = [registration(world, n) for n in range(8)]
     file = tmp_path / "orgs.jsonl"
@@ -133,7 +133,7 @@ def test_submit_splits_chunks_to_fit_the_servers_body_limit(
     world: World, server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "MAX_BODY", 2000)  # about two registrations a request
+    monkeypatch.setattr(submitting, "MAX_BODY", 2000)  # about two registrations a request
     size = world.ledger.size()
     file = tmp_path / "orgs.json"
     file.write_text(json.dumps([registration(world, n) for n in range(7)]))
