@@ -18,7 +18,6 @@ from api.cli.common import (
 )
 from ledger.errors import LedgerError
 
-
 SERVE_PROTOCOL = "api.timeouts:HeaderDeadlineProtocol"
 
 
