@@ -28,7 +28,6 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
-from ledger.b64 import b64encode
 from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
@@ -44,6 +43,11 @@ from ledger.log.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from ledger.log.verify import parse_verifier_key
 from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
+from ledger.log.entry_format import (  # noqa: F401 - audit.py imports them from here
+    entry_bytes,
+    envelope_jcs,
+    format_recorded_at,
+)
 from ledger.log.tree import Frontier
 from ledger.parallel import Feed, ParallelVerifier, Pending
 from ledger.references import references
@@ -75,11 +79,6 @@ def default_log_key_path(database: Database) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def format_recorded_at(at: datetime) -> str:
-    """RFC 3339 UTC with milliseconds: entries recorded in one second still sort."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,27 +135,6 @@ def collecting_after() -> Iterator[None]:
 def statement_key(statement_id: str) -> bytes:
     # The id was checked to be a lowercase hyphenated UUID; a UUID object costs more.
     return bytes.fromhex(statement_id.replace("-", ""))
-
-
-def envelope_jcs(envelope: Envelope) -> bytes:
-    """JCS(envelope.to_json()), built by concatenation as entry_bytes is: every value is
-    the fixed payloadType, base64 or lowercase hex, none needing an escape; JCS orders
-    "payload" < "payloadType" < "signatures" and "keyid" < "sig". A quarter of the cost
-    of canonicalising the object (tests/test_ledger.py compares the two)."""
-    signatures = ",".join(
-        f'{{"keyid":"{sig.keyid}","sig":"{b64encode(sig.sig)}"}}' for sig in envelope.signatures
-    )
-    return (
-        f'{{"payload":"{envelope.payload_base64}","payloadType":"{envelope.payload_type}",'
-        f'"signatures":[{signatures}]}}'
-    ).encode()
-
-
-def entry_bytes(envelope_bytes: bytes, recorded_at: str) -> bytes:
-    """JCS({"envelope": ..., "recorded_at": ...}) (PROTOCOL.md §3), built by concatenation:
-    JCS sorts "envelope" before "recorded_at", adds no white space, and a timestamp of
-    digits, '-', ':', '.', 'T' and 'Z' needs no escaping. Saves canonicalising twice."""
-    return b'{"envelope":' + envelope_bytes + b',"recorded_at":"' + recorded_at.encode() + b'"}'
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,7 @@ def test_an_entry_refused_on_replay_leaves_no_trace_on_the_entries_after_it(db_u
     second more than the farm holds. Replayed, it consumes the first input and is then
     refused: the audit names it, and the shipment of all of the first input after it
     still replays, because the refused entry's consumption was undone."""
-    from ledger.application import entry_bytes
+    from ledger.log.entry_format import entry_bytes
     from ledger.canonical import canonical_bytes
 
     world = chain(db_url)

@@ -271,7 +271,7 @@ def test_the_envelope_bytes_the_ledger_builds_are_its_canonical_json() -> None:
     """The writer concatenates an envelope's JCS instead of canonicalising the object:
     the same bytes, with one signature or several."""
     from ledger import client, keys
-    from ledger.application import envelope_jcs
+    from ledger.log.entry_format import envelope_jcs
     from ledger.canonical import canonical_bytes
     from ledger.envelope import Envelope
 

@@ -17,7 +17,8 @@ from ledger.application import Ledger
 from ledger.errors import Rejected
 from ledger.statements import parse_statement
 from tests.support import make_uscc
-from traceability.projector import _as_written, parse_entry
+from ledger.log.entry_format import written_parts as _as_written
+from traceability.projector import parse_entry
 
 LAB = make_uscc(7)
 

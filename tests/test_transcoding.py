@@ -16,7 +16,7 @@ from eventsourcing.persistence import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.application import entry_bytes, envelope_jcs
+from ledger.log.entry_format import entry_bytes, envelope_jcs
 from ledger.domain.batch import Batch
 from ledger.domain.log import appended
 from ledger.envelope import Envelope

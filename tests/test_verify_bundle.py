@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import keys
-from ledger.application import entry_bytes, format_recorded_at
+from ledger.log.entry_format import entry_bytes, format_recorded_at
 from ledger.bundle import UnreadableBundle, verify_bundle
 from ledger.canonical import canonical_bytes
 from ledger.log.checkpoint import sign_checkpoint

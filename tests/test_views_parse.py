@@ -9,7 +9,7 @@ import os
 
 from ledger.domain.log import UNVERIFIED
 from tests.support import World, make_gtin, make_uscc
-from traceability.projector import _as_written
+from ledger.log.entry_format import written_parts as _as_written
 from traceability.logreader import APPENDED_TOPIC, _written_state
 from traceability.views import Views
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.application import format_recorded_at
+from ledger.log.entry_format import format_recorded_at
 from ledger.canonical import canonical_bytes
 from ledger.errors import StorageError
 from ledger.log.manifest import Manifest, sign_manifest

@@ -201,7 +201,7 @@ _STATE_RECORDED_AT = ',\\"recorded_at\\":\\"'
 def _written_state(text: str) -> tuple[int, str, str] | None:
     """The index, payload and recording time of a verified entry whose stored state
     and entry are in the forms the ledger writes them, read from the state's text by
-    slicing: the values that json.loads and then projector._as_written give, without
+    slicing: the values that json.loads and then entry_format.written_parts give, without
     decoding the entry's JSON string (most of the cost of reading a state). None
     for anything else: an unverified entry, or any other form, read the long way."""
     if not (text.startswith(_STATE_HEAD) and text.endswith('"}')):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.errors import LedgerError
+from ledger.log.entry_format import written_parts
 from ledger.rules import may_withdraw
 from ledger.statement_types import FACTS, StatementType as T
 from ledger.statements import Statement, parse_statement
@@ -68,7 +69,7 @@ def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
     the ledger recorded as verified: its statement's fields are not checked again
     either (parse_statement's trusted read), which was most of what was left."""
     try:
-        fields = _as_written(text) if trusted else None
+        fields = written_parts(text) if trusted else None
         if fields is not None:
             return parse_written(index, *fields)
         entry = json.loads(text)
@@ -81,7 +82,7 @@ def parse_entry(index: int, text: str, *, trusted: bool = False) -> Parsed:
 
 def parse_written(index: int, payload: str, recorded_at: str) -> Parsed:
     """`parse_entry` of a verified entry in the form the ledger writes it, given its
-    payload (base64) and recording time as read from that form (`_as_written`)."""
+    payload (base64) and recording time as read from that form (entry_format.written_parts)."""
     try:
         # The payload of a verified entry is canonical JSON, so UTF-8: decoding it
         # as the envelope reader does halves json.loads' time on bytes (its
@@ -94,24 +95,6 @@ def parse_written(index: int, payload: str, recorded_at: str) -> Parsed:
 
 def _unreadable(index: int, e: Exception) -> Parsed:
     return Parsed(index, "", None, f"{type(e).__name__}: {e}"[:500])
-
-
-_HEAD = '{"envelope":{"payload":"'
-_RECORDED_AT = ',"recorded_at":"'
-
-
-def _as_written(text: str) -> tuple[str, str] | None:
-    """The payload (base64) and recording time of an entry text in the form the ledger
-    writes it (ledger.application.entry_bytes: JCS, the payload first, the recording
-    time last, no escapes in either), read by slicing instead of json.loads; None for
-    any other text, to be read the long way."""
-    if not (text.startswith(_HEAD) and text.endswith('"}')):
-        return None
-    end = text.find('"', len(_HEAD))
-    at = text.rfind(_RECORDED_AT)
-    if end < 0 or at <= end:
-        return None
-    return text[len(_HEAD):end], text[at + len(_RECORDED_AT):-2]
 
 
 @dataclass(frozen=True, slots=True)
