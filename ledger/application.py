@@ -9,15 +9,13 @@ again against the new state and retried.
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 import random
 import threading
 import time
 from base64 import b64decode
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import UTC, datetime
@@ -34,10 +32,17 @@ from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
 from ledger.domain.organization import Organization
 from ledger.authentication import MAX_FUTURE, authenticate, check_not_ahead  # noqa: F401
-from ledger.envelope import Envelope, signature_failure, signer_ids
+from ledger.envelope import Envelope, signature_failure
 from ledger.genesis import authenticate_genesis, check_genesis
-from ledger.envelope import load_json as load_envelope_json
-from ledger.keys import key_id, load_private_key
+from ledger.intake import (  # noqa: F401 - MAX_BATCH, UnknownKeys, statement_key: re-exported
+    MAX_BATCH,
+    Admit,
+    Intake,
+    Submission,
+    UnknownKeys,
+    statement_key,
+)
+from ledger.keys import load_private_key
 from ledger.log import tree
 from ledger.log.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from ledger.log.verify import parse_verifier_key
@@ -49,25 +54,20 @@ from ledger.log.entry_format import (  # noqa: F401 - audit.py imports them from
     format_recorded_at,
 )
 from ledger.log.tree import Frontier
-from ledger.parallel import Feed, ParallelVerifier, Pending
+from ledger.parallel import Pending
 from ledger.references import references
 from ledger.rules import RULES, Context
-from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.store import Database, WriterLock
 from ledger.transcoding import LedgerMapper, LedgerTranscoder
 from ledger.unit_of_work import UnitOfWork
 
-MAX_BATCH = 1000
 MAX_RETRIES = 20
 # Envelopes the writer applies between looks at the workers' verdicts so far (a task's
 # worth, ledger/parallel.py TASK).
 CHECK_VERDICTS_EVERY = 64
 
 Clock = Callable[[], datetime]
-# Called with the number of a batch's envelopes signed by each key id, once every key is
-# known to be registered and before any signature is checked; raises to refuse the batch.
-Admit = Callable[[Mapping[str, int]], None]
 
 
 def default_log_key_path(database: Database) -> str:
@@ -94,26 +94,6 @@ class Receipt:
         return {"index": self.index, "recorded_at": self.recorded_at, "leaf_hash": self.leaf_hash.hex()}
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """An envelope that passed every check that needs no ledger state."""
-
-    envelope: Envelope
-    statement: Statement
-    digest: bytes  # SHA-256 of the envelope's canonical bytes: same id, same digest, same envelope
-    envelope_bytes: bytes  # JCS of the envelope
-    key: bytes  # the statement id as 16 bytes, how the statements table keys it
-
-
-class UnknownKeys(Rejected):
-    """Rejected(UNKNOWN_KEY) for a batch: the first envelope signed by an unregistered key,
-    and the others (`others`), all found by one look-up (Ledger.check_keys_registered)."""
-
-    def __init__(self, first: Rejected, others: Sequence[Rejected]) -> None:
-        super().__init__(first.kind, first.detail, position=first.position)
-        self.others = list(others)
-
-
 @contextmanager
 def collecting_after() -> Iterator[None]:
     """No cyclic garbage collection while a batch is recorded; one afterwards.
@@ -130,11 +110,6 @@ def collecting_after() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def statement_key(statement_id: str) -> bytes:
-    # The id was checked to be a lowercase hyphenated UUID; a UUID object costs more.
-    return bytes.fromhex(statement_id.replace("-", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +168,7 @@ class Ledger(Application[UUID]):
         # Only `scripts/bench log` turns this off, to measure what the tree costs.
         self.maintain_tree = True
         self._known_size = 0
-        self._verifier = ParallelVerifier()
-        self._public_keys: dict[str, bytes] = {}  # keyid -> public key: fixed by the hash
-        # Key ids found registered: registration is for ever (revocation is an event of
-        # the same key), so only ids not in here cost a query (check_keys_registered).
-        self._registered_keys: set[str] = set()
+        self.intake = Intake(self.recorder)
         # Called with the last notification id after each commit, before the writer gets
         # its receipts: how views updated in this process give read-your-writes.
         self.after_commit: list[Callable[[int], None]] = []
@@ -415,7 +386,7 @@ class Ledger(Application[UUID]):
         """
         self.config  # noqa: B018 - a ledger must exist before anything is appended
         with collecting_after():
-            submissions, pending = self._prepare_verifying(envelopes, admit, submitted=True)
+            submissions, pending = self.intake.prepare_verifying(envelopes, admit, submitted=True)
             receipts = self._append(submissions, pending=pending)
             # Freed here, not traversed by the collection that follows the batch.
             del submissions, pending
@@ -429,7 +400,7 @@ class Ledger(Application[UUID]):
         checking every rule as of those times (audit and import). With `origin` and
         `root_org` the envelopes start a new ledger: the first two are its genesis."""
         with collecting_after():
-            submissions, pending = self._prepare_verifying(envelopes)
+            submissions, pending = self.intake.prepare_verifying(envelopes)
             if origin is None:
                 self.config  # noqa: B018
                 return self._append(submissions, stamps=stamps, pending=pending)
@@ -457,144 +428,7 @@ class Ledger(Application[UUID]):
 
     def prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
         """Every check that needs no ledger state: shape, encoding, canonical form, fields."""
-        return self._prepare(envelopes)
-
-    def _prepare_verifying(
-        self, envelopes: Sequence[Any], admit: Admit | None = None, *, submitted: bool = False,
-    ) -> tuple[list[Submission], Pending | None]:
-        """`prepare`, and the signatures by keys seen before handed to the worker
-        processes, which verify them while the writer applies the rules.
-
-        A `submitted` batch passes the cheap checks that need the ledger first (every key
-        named is registered; `admit`): a batch under made-up key ids, or over its key's
-        rate, costs parsing and one query, never an Ed25519 verification, here or in a
-        worker. Those checks need only the key ids, which the envelopes' JSON names
-        before anything else is validated: when every id is known to be registered, the
-        batch is admitted from its JSON, and the workers start on the first envelopes
-        while the writer still validates the rest. Otherwise (a key unknown, or one the
-        batch itself registers) the whole batch is validated first and checked after.
-
-        A replay (audit, import) is not checked ahead: its genesis is signed by the key
-        its second entry registers, and its rules say the same in their turn."""
-        self._check_batch_size(envelopes)
-        if submitted:
-            loaded = self._admit_from_json(envelopes, admit)
-            if loaded is not None:
-                return self._prepare_feeding(loaded)
-        submissions = self._prepare(envelopes)
-        if submitted:
-            self.check_keys_registered(submissions)
-        if admit is not None:
-            admit(Counter(sig.keyid for sub in submissions for sig in sub.envelope.signatures))
-        feed = self._verifier.feed()
-        for position, sub in enumerate(submissions):
-            self._feed(feed, position, sub)
-        return submissions, feed.finish()
-
-    def _admit_from_json(self, envelopes: Sequence[Any], admit: Admit | None) -> list[Any] | None:
-        """The envelopes' JSON, parsed, once `admit` has let the batch in, when every key
-        id it names is registered already; None when the batch must be validated whole
-        before it is admitted (JSON that is not an envelope's, a key not known here)."""
-        loaded, signers = [], Counter[str]()
-        for item in envelopes:
-            try:
-                obj = load_envelope_json(item)
-            except Rejected:
-                return None  # _prepare says so at its position, in batch order
-            ids = signer_ids(obj)
-            if ids is None:
-                return None
-            signers.update(ids)
-            loaded.append(obj)
-        self._look_up_keys(signers.keys())
-        if not self._registered_keys.issuperset(signers):
-            return None
-        if admit is not None:
-            admit(signers)
-        return loaded
-
-    def _prepare_feeding(self, loaded: list[Any]) -> tuple[list[Submission], Pending | None]:
-        """`prepare` of an admitted batch, handing each envelope's signatures to the workers
-        as soon as it is read; what they have not begun is dropped if the batch is refused."""
-        feed = self._verifier.feed()
-        submissions = []
-        try:
-            for position, obj in enumerate(loaded):
-                sub = self._submission(obj, position, len(loaded))
-                self._feed(feed, position, sub)
-                submissions.append(sub)
-        except BaseException:
-            feed.cancel()
-            raise
-        return submissions, feed.finish()
-
-    def _feed(self, feed: Feed, position: int, sub: Submission) -> None:
-        message = None
-        for sig in sub.envelope.signatures:
-            public_key = self._public_keys.get(sig.keyid)
-            if public_key is not None:
-                message = message or sub.envelope.message()
-                feed.add((public_key, sig.sig, message), (position, sig.keyid))
-
-    @staticmethod
-    def _check_batch_size(envelopes: Sequence[Any]) -> None:
-        if len(envelopes) > MAX_BATCH:
-            raise Rejected(
-                Rejection.TOO_MANY, f"a batch holds at most {MAX_BATCH} envelopes, not {len(envelopes)}"
-            )
-
-    def _prepare(self, envelopes: Sequence[Any]) -> list[Submission]:
-        self._check_batch_size(envelopes)
-        return [self._submission(item, position, len(envelopes))
-                for position, item in enumerate(envelopes)]
-
-    @staticmethod
-    def _submission(item: Any, position: int, batch: int) -> Submission:
-        try:
-            envelope = Envelope.from_json(item)
-            statement = parse_statement(envelope.statement)
-        except Rejected as e:
-            raise e.at(position) if batch > 1 else e
-        envelope_bytes = envelope_jcs(envelope)
-        digest = hashlib.sha256(envelope_bytes).digest()
-        return Submission(envelope, statement, digest, envelope_bytes, statement_key(statement.id))
-
-    def _look_up_keys(self, keyids: Iterable[str]) -> None:
-        """Adds to the key ids known registered those of `keyids` the ledger holds, with one
-        query for the ids not known already."""
-        unseen = {keyid for keyid in keyids if keyid not in self._registered_keys}
-        if unseen:
-            ids = {Key.create_id(keyid): keyid for keyid in unseen}
-            stored = self.recorder.select_events_after(  # type: ignore[attr-defined]
-                [(uid, 0) for uid in ids]
-            )
-            self._registered_keys.update(ids[s.originator_id] for s in stored)
-
-    def check_keys_registered(self, submissions: Sequence[Submission]) -> None:
-        """Raises Rejected(UNKNOWN_KEY) naming every envelope signed by a key that is not
-        registered, neither in the ledger nor by an earlier envelope of the batch.
-
-        The rules say the same later, envelope by envelope, after the signatures before
-        it were checked; this says it first, with one query for the keys not seen before.
-        Revocation and validity are left to the rules: a registered key stays registered."""
-        self._look_up_keys(sig.keyid for sub in submissions for sig in sub.envelope.signatures)
-        in_batch: dict[str, int] = {}  # key id -> position of the envelope registering it
-        unknown: list[Rejected] = []
-        for position, sub in enumerate(submissions):
-            for sig in sub.envelope.signatures:
-                if sig.keyid not in self._registered_keys and in_batch.get(sig.keyid, position) >= position:
-                    unknown.append(Rejected(Rejection.UNKNOWN_KEY,
-                                            f"key {sig.keyid} is not registered", position=position))
-                    break
-            if sub.statement.type == T.KEY_REGISTERED:
-                with suppress(ValueError):  # a malformed key is the rules' to refuse
-                    in_batch.setdefault(key_id(sub.statement.body["public_key"]), position)
-        if unknown:
-            first = unknown[0]
-            if len(submissions) == 1:
-                first.position = None  # as every refusal of a single envelope
-                raise first
-            raise UnknownKeys(first, unknown[1:])
+        return self.intake.prepare(envelopes)
 
     def _append(
         self,
@@ -748,7 +582,7 @@ class Ledger(Application[UUID]):
                 follower(last)
 
     def close(self) -> None:
-        self._verifier.close()
+        self.intake.verifier.close()
         super().close()
 
     def _authenticate(
@@ -759,7 +593,7 @@ class Ledger(Application[UUID]):
             if pending is None or (position, keyid) not in pending.covered:
                 public_key = b64decode(key.public_key)
                 sub.envelope.verify(keyid, public_key)
-                self._public_keys[keyid] = public_key
+                self.intake.public_keys[keyid] = public_key
 
         return authenticate(uow, sub.envelope, sub.statement, now, check_signature)
 

@@ -91,7 +91,7 @@ def test_a_batch_under_an_unregistered_key_is_refused_before_any_signature_is_ch
 
     checked: list[str] = []
     monkeypatch.setattr(ledger.keys, "verify", lambda *a: checked.append("here") or True)
-    verifier = world.ledger._verifier
+    verifier = world.ledger.intake.verifier
     monkeypatch.setattr(verifier, "workers", 1)
     monkeypatch.setattr(verifier, "submit", lambda jobs: checked.append("worker") and None)
     monkeypatch.setattr(verifier, "start", lambda jobs: checked.append("worker") and [])
@@ -110,11 +110,11 @@ def _watch_reading_and_sending(world: World, monkeypatch: pytest.MonkeyPatch) ->
     each task handed to a worker (none is run: the writer checks them all itself)."""
     seen: list[str] = []
     ledger_ = world.ledger
-    validate = ledger_._submission
-    monkeypatch.setattr(ledger_, "_submission",
+    validate = ledger_.intake.validate
+    monkeypatch.setattr(ledger_.intake, "validate",
                         lambda *a: seen.append("read") or validate(*a))
-    monkeypatch.setattr(ledger_._verifier, "workers", 1)
-    monkeypatch.setattr(ledger_._verifier, "submit", lambda jobs: seen.append("sent") and None)
+    monkeypatch.setattr(ledger_.intake.verifier, "workers", 1)
+    monkeypatch.setattr(ledger_.intake.verifier, "submit", lambda jobs: seen.append("sent") and None)
     return seen
 
 
@@ -212,7 +212,7 @@ def test_a_real_key_id_with_garbage_signatures_is_held_to_the_keys_allowance(
     real_verify = ledger.keys.verify
     monkeypatch.setattr(ledger.keys, "verify", lambda *a: verified.append(1) or real_verify(*a))
     # Every check in this process, where it is counted.
-    monkeypatch.setattr(world.ledger._verifier, "workers", 0)
+    monkeypatch.setattr(world.ledger.intake.verifier, "workers", 0)
     # 6 envelopes a minute per address and per key: one at a time, every ten seconds.
     app = create_app(world.ledger, Settings(read_rate_per_minute=0, write_rate_per_minute=6))
     mill = keyid(world.keys[FLOUR_MILL])

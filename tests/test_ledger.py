@@ -241,7 +241,7 @@ def test_a_large_batch_verified_in_worker_processes_still_names_the_first_bad_si
     """Signatures by known keys are checked on other cores while the rules run. A forged
     signature at 250 and an over-shipment at 260: the forgery is the fault reported."""
     world = farm_world(db_url)
-    world.ledger._verifier.workers = 1  # force the worker path even on a one-core machine
+    world.ledger.intake.verifier.workers = 1  # force the worker path even on a one-core machine
     envelopes = [
         world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11", quantity=1,
                        to=MILL, shipment=f"S-{n}")
@@ -254,7 +254,7 @@ def test_a_large_batch_verified_in_worker_processes_still_names_the_first_bad_si
     with pytest.raises(Rejected) as e:
         world.ledger.append(envelopes)
     assert (e.value.kind, e.value.position) == (Rejection.BAD_SIGNATURE, 250)
-    assert world.ledger._verifier._pool is not None  # the workers did the checking
+    assert world.ledger.intake.verifier._pool is not None  # the workers did the checking
     envelopes[260] = world.envelope("batch.shipped", FARM, gtin=WHEAT, lot="W-2026-11",
                                     quantity=1, to=MILL, shipment="S-260")
     with pytest.raises(Rejected) as e:
