@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ledger.application import Receipt
 from ledger.errors import Rejected, Rejection, VerificationError
+from ledger.log_reads import Receipt
 
 MAX_BODY = 1 << 20
 """The largest request body a qledger server accepts (1 MiB)."""

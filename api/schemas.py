@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.application import Receipt, StoredEntry
+from ledger.log_reads import Receipt, StoredEntry
 
 # One real envelope and its entry (the farm ships 100 kg of wheat to the mill), for examples.
 EXAMPLE_ENVELOPE: dict[str, Any] = {

@@ -9,15 +9,12 @@ again against the new state and retried.
 from __future__ import annotations
 
 import gc
-import os
 import random
 import threading
 import time
 from base64 import b64decode
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -27,12 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
 from ledger.domain.base import recording
-from ledger.domain.ids import LEDGER_ID, LOG_ID
+from ledger.domain.ids import LEDGER_ID
 from ledger.domain.key import Key
-from ledger.domain.log import UNVERIFIED, Appended, LedgerConfig, appended
+from ledger.domain.log import UNVERIFIED, LedgerConfig, appended
 from ledger.domain.organization import Organization
 from ledger.authentication import MAX_FUTURE, authenticate, check_not_ahead  # noqa: F401
-from ledger.envelope import Envelope, signature_failure
+from ledger.envelope import signature_failure
 from ledger.genesis import authenticate_genesis, check_genesis
 from ledger.intake import (  # noqa: F401 - MAX_BATCH, UnknownKeys, statement_key: re-exported
     MAX_BATCH,
@@ -42,10 +39,7 @@ from ledger.intake import (  # noqa: F401 - MAX_BATCH, UnknownKeys, statement_ke
     UnknownKeys,
     statement_key,
 )
-from ledger.keys import load_private_key
-from ledger.log import tree
-from ledger.log.checkpoint import Checkpoint, sign_checkpoint, verifier_key
-from ledger.log.verify import parse_verifier_key
+from ledger.log.checkpoint import verifier_key
 from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
 from ledger.log.hasher import leaf_hash
 from ledger.log.entry_format import (  # noqa: F401 - audit.py imports them from here
@@ -54,10 +48,12 @@ from ledger.log.entry_format import (  # noqa: F401 - audit.py imports them from
     format_recorded_at,
 )
 from ledger.log.tree import Frontier
+from ledger.log_reads import KeyHistory, LogReads, Receipt, StoredEntry  # noqa: F401
 from ledger.parallel import Pending
+from ledger.provable_log import ProvableLog, default_log_key_path  # noqa: F401
 from ledger.references import references
 from ledger.rules import RULES, Context
-from ledger.statements import Statement, parse_statement
+from ledger.statements import Statement
 from ledger.store import Database, WriterLock
 from ledger.transcoding import LedgerMapper, LedgerTranscoder
 from ledger.unit_of_work import UnitOfWork
@@ -70,28 +66,8 @@ CHECK_VERDICTS_EVERY = 64
 Clock = Callable[[], datetime]
 
 
-def default_log_key_path(database: Database) -> str:
-    """Where `qledger init` writes the log key when not told: beside a SQLite file, else
-    (PostgreSQL) log-key.pem in the current folder (CLI.md)."""
-    folder = os.getcwd() if database.is_postgres else os.path.dirname(os.path.abspath(database.url))
-    return os.path.join(folder, "log-key.pem")
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What the ledger answers for a recorded envelope (PROTOCOL.md §5)."""
-
-    index: int
-    recorded_at: str
-    leaf_hash: bytes
-    duplicate: bool = False  # the envelope had been recorded before: this is its first receipt
-
-    def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "recorded_at": self.recorded_at, "leaf_hash": self.leaf_hash.hex()}
 
 
 @contextmanager
@@ -112,31 +88,7 @@ def collecting_after() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    index: int
-    text: str  # JCS of {"envelope", "recorded_at"}: ASCII
-    leaf_hash: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        import json
-
-        entry: dict[str, Any] = json.loads(self.text)
-        return entry
-
-
-@dataclass(frozen=True, slots=True)
-class KeyHistory:
-    """A registered key: its organization and the entries that registered and revoked it."""
-
-    keyid: str
-    org: str
-    public_key: str  # base64, as registered
-    registered_entry: int
-    revoked_entries: tuple[int, ...]
-
-
-class Ledger(Application[UUID]):
+class Ledger(LogReads, ProvableLog, Application[UUID]):
     name = "qledger"
     env = {
         # Aggregates are looked up by id on every statement; keep the hot ones in memory.
@@ -206,152 +158,6 @@ class Ledger(Application[UUID]):
         except NotFound:
             return False
         return True
-
-    def size(self) -> int:
-        last = self.recorder.select_events(LOG_ID, desc=True, limit=1)
-        return last[0].originator_version if last else 0
-
-    def _appended(self, gt: int, lte: int | None = None) -> list[Appended]:
-        stored = self.recorder.select_events(LOG_ID, gt=gt, lte=lte)
-        return [self.mapper.to_domain_event(s) for s in stored]  # type: ignore[misc]
-
-    def entry(self, index: int) -> StoredEntry:
-        events = self._appended(index, index + 1) if index >= 0 else []
-        if not events:
-            raise NotFound(f"entry {index} does not exist (the log has {self.size()} entries)")
-        e = events[0]
-        return StoredEntry(e.index, e.entry, bytes.fromhex(e.leaf_hash))
-
-    def entries(self, start: int, stop: int) -> list[StoredEntry]:
-        """Entries start ≤ index < stop, in order."""
-        return [
-            StoredEntry(e.index, e.entry, bytes.fromhex(e.leaf_hash))
-            for e in self._appended(start, stop)
-        ]
-
-    def entries_at(self, indexes: Iterable[int]) -> list[StoredEntry]:
-        """The entries at the given indexes, in index order (missing ones left out):
-        scattered entries of a large log in a few queries, for evidence bundles."""
-        versions = sorted({i + 1 for i in indexes if i >= 0})
-        stored = self.recorder.select_versions(LOG_ID, versions)  # type: ignore[attr-defined]
-        return [
-            StoredEntry(e.index, e.entry, bytes.fromhex(e.leaf_hash))
-            for e in (self.mapper.to_domain_event(s) for s in stored)
-        ]
-
-    def key_history(self, keyids: Iterable[str]) -> dict[str, KeyHistory]:
-        """Where each registered key among `keyids` was registered and revoked, in one
-        query; keys never registered are left out."""
-        ids = {Key.create_id(k): k for k in set(keyids)}
-        stored = self.recorder.select_events_after(  # type: ignore[attr-defined]
-            [(uid, 0) for uid in ids]
-        )
-        out: dict[str, KeyHistory] = {}
-        for s in stored:
-            # The events' fields are those of the decorated methods: untyped to mypy.
-            event: Any = self.mapper.to_domain_event(s)
-            keyid = ids[s.originator_id]
-            if isinstance(event, Key.Registered):
-                out[keyid] = KeyHistory(keyid, event.org, event.public_key, event.entry, ())
-            elif isinstance(event, Key.Revoked) and keyid in out:
-                h = out[keyid]
-                out[keyid] = KeyHistory(h.keyid, h.org, h.public_key, h.registered_entry,
-                                        (*h.revoked_entries, event.entry))
-        return out
-
-    def statement_at(self, index: int) -> Statement:
-        stored = self.entry(index)
-        envelope = Envelope.from_json(stored.to_json()["envelope"])
-        return parse_statement(envelope.statement)
-
-    def receipt(self, statement_id: str) -> Receipt | None:
-        try:
-            key = statement_key(statement_id)
-        except ValueError:
-            return None
-        row = self.recorder.find_statements([key]).get(key)  # type: ignore[attr-defined]
-        return Receipt(row[1], row[3], row[4], True) if row is not None else None
-
-    def frontier(self) -> Frontier:
-        """The right edge of the Merkle tree, brought up to date with the log."""
-        if self._frontier is None:
-            size = self.size()
-            self._frontier = Frontier.load(size, self.recorder)  # type: ignore[arg-type]
-        for e in self._appended(self._frontier.size):
-            self._frontier.append(bytes.fromhex(e.leaf_hash))
-        return self._frontier
-
-    # ---- the verifiable log (PROTOCOL.md §3-4) ----------------------------------
-
-    def log_key(self) -> Ed25519PrivateKey:
-        """The log signing key: given, else $QLEDGER_LOG_KEY, else log-key.pem where
-        `qledger init` writes it (beside a SQLite database; for PostgreSQL, in the
-        current folder). Raises StorageError naming the file looked for."""
-        if self._log_key is None:
-            path = os.environ.get("QLEDGER_LOG_KEY") or default_log_key_path(self.database)
-            if not os.path.exists(path):
-                raise StorageError(
-                    f"no log signing key at {path}: pass --log-key or set QLEDGER_LOG_KEY "
-                    "to the PEM file `qledger init` wrote"
-                )
-            key = load_private_key(Path(path))
-            expected = parse_verifier_key(self.config.log_key).public_key
-            if key.public_key().public_bytes_raw() != expected:
-                raise StorageError(f"{path} is not this ledger's log key")
-            self._log_key = key
-        return self._log_key
-
-    def _sign_checkpoint(self, size: int, root: bytes) -> str:
-        origin = self.config.origin
-        return sign_checkpoint(Checkpoint(origin, size, root), origin, self.log_key())
-
-    def checkpoint(self) -> str:
-        """The latest signed checkpoint (C2SP signed note)."""
-        latest = self.recorder.latest_checkpoint()  # type: ignore[attr-defined]
-        if latest is None:
-            raise NotFound("the ledger has no checkpoint yet")
-        return str(latest[1])
-
-    def checkpoint_at(self, size: int) -> str:
-        note = self.recorder.checkpoint_at(size)  # type: ignore[attr-defined]
-        if note is None:
-            raise NotFound(f"no checkpoint was signed at tree size {size}")
-        return str(note)
-
-    def root_at(self, size: int) -> bytes:
-        self._check_size(size)
-        return tree.root_at(size, self.recorder)  # type: ignore[arg-type]
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """RFC 9162 §2.1.3 proof that entry `index` is in the tree of `size` entries."""
-        self._check_size(size)
-        if not 0 <= index < size:
-            raise InvalidRequest(f"index {index} is not below tree size {size}")
-        return tree.inclusion_proof(index, size, self.recorder)  # type: ignore[arg-type]
-
-    def inclusion_proofs(self, indexes: Sequence[int], size: int) -> dict[int, list[bytes]]:
-        """inclusion_proof for many entries of the tree of `size` entries, in a few reads."""
-        self._check_size(size)
-        for index in indexes:
-            if not 0 <= index < size:
-                raise InvalidRequest(f"index {index} is not below tree size {size}")
-        return tree.inclusion_proofs(indexes, size, self.recorder)  # type: ignore[arg-type]
-
-    def consistency_proof(self, first: int, second: int) -> list[bytes]:
-        """RFC 9162 §2.1.4 proof that the tree of `first` entries is a prefix of `second`."""
-        self._check_size(second)
-        if not 0 < first <= second:
-            raise InvalidRequest(f"need 0 < first <= second, not first={first}, second={second}")
-        return tree.consistency_proof(first, second, self.recorder)  # type: ignore[arg-type]
-
-    def _check_size(self, size: int) -> None:
-        # The log only grows, so a size seen once stays valid: ask the database only
-        # for sizes beyond it.
-        if 0 <= size <= self._known_size:
-            return
-        current = self._known_size = self.size()
-        if not 0 <= size <= current:
-            raise InvalidRequest(f"tree size {size} is beyond the log's {current} entries")
 
     # ---- writing ---------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ledger.errors import Rejected, Rejection
 from ledger.statement_types import StatementType as T
 
 if TYPE_CHECKING:
-    from ledger.application import Submission
+    from ledger.intake import Submission
 
 
 def genesis_envelopes(

@@ -28,17 +28,17 @@ import psycopg
 import pytest
 
 from api.cli import main
-from ledger.application import Ledger, statement_key
+from ledger.application import Ledger
 from ledger.audit import audit
 from ledger.domain.batch import Batch
 from ledger.errors import Rejected
+from ledger.intake import statement_key
 from ledger.log.verify import RootMismatchError, verify_checkpoint, verify_inclusion
 from tests.support import World
 from tests.test_audit import FARM, MILL, WHEAT, chain
 from traceability.scan import scan
 from traceability.viewcheck import check_views
 from traceability.views import Views
-
 
 
 def sql(db_url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.application import KeyHistory, StoredEntry
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, NotFound
+from ledger.log_reads import KeyHistory, StoredEntry
 from ledger.statement_types import StatementType as T
 from ledger.statements import Statement, parse_statement
 from traceability.sql import Tx

@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ledger.log_key()  # without it no append could be acknowledged; names the file it wanted
     if not os.environ.get("QLEDGER_LOG_KEY"):
         # Found where init writes it; the workers, started elsewhere, are told where.
-        from ledger.application import default_log_key_path
+        from ledger.provable_log import default_log_key_path
 
         os.environ["QLEDGER_LOG_KEY"] = default_log_key_path(ledger.database)
     _announce_links(args)

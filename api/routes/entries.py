@@ -23,8 +23,9 @@ from api.schemas import (
     FeedEntryPublic,
     ReceiptPublic,
 )
-from ledger.application import MAX_BATCH, Admit, Ledger, UnknownKeys
+from ledger.application import Ledger
 from ledger.errors import NotFound, Rejected, Rejection
+from ledger.intake import MAX_BATCH, Admit, UnknownKeys
 from ledger.log.checkpoint import parse_checkpoint
 
 router = APIRouter(prefix="/v1", tags=["entries"])

@@ -25,8 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from api import problems
 from api.deps import LedgerDep
 from api.schemas import FeedEntryPublic, FeedPublic
-from ledger.application import Ledger, StoredEntry
+from ledger.application import Ledger
 from ledger.errors import InvalidRequest
+from ledger.log_reads import StoredEntry
 
 router = APIRouter(prefix="/v1", tags=["entries"])
 

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
-from ledger.application import Ledger, StoredEntry
+from ledger.application import Ledger
+from ledger.log_reads import StoredEntry
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, NotFound
 from ledger.keys import key_id
