@@ -54,7 +54,7 @@ from ledger.provable_log import ProvableLog, default_log_key_path  # noqa: F401
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement
-from ledger.store import Database, WriterLock
+from ledger.store import Database, StatementRow, WriterLock
 from ledger.transcoding import LedgerMapper, LedgerTranscoder
 from ledger.unit_of_work import UnitOfWork
 
@@ -287,7 +287,7 @@ class Ledger(LogReads, ProvableLog, Application[UUID]):
         entries: list[Any] = []  # the log's stored events
         nodes: list[tuple[int, int, bytes]] = []
         in_batch: dict[str, tuple[bytes, Receipt]] = {}
-        rows: list[tuple[bytes, int, bytes, str, bytes]] = []  # the statements table's
+        rows: list[StatementRow] = []  # the statements table's
         mapper: LedgerMapper = self.mapper  # type: ignore[assignment]
         statements: dict[int, Statement] = {}
 
@@ -307,20 +307,9 @@ class Ledger(LogReads, ProvableLog, Application[UUID]):
                     now, recorded_at = stamps[position]
                     recording_time(now)
                 try:
-                    if s.id in in_batch:
-                        digest, receipt = in_batch[s.id]
-                        if digest != sub.digest or stamps is not None:
-                            raise IdConflict(s.id, receipt.index)
-                        receipts.append(receipt)
-                        continue
-                    record = known.get(sub.key)
-                    if record is not None:
-                        _, first_index, digest, first_recorded_at, first_leaf = record
-                        if digest != sub.digest or stamps is not None:
-                            # On replay (audit, import) a statement seen before is an
-                            # entry recorded twice: a fault, never a receipt to hand back.
-                            raise IdConflict(s.id, first_index)
-                        receipts.append(Receipt(first_index, first_recorded_at, first_leaf, True))
+                    earlier = _earlier_receipt(sub, in_batch, known, replaying=stamps is not None)
+                    if earlier is not None:
+                        receipts.append(earlier)
                         continue
                     index = next_index
                     check_not_ahead(s, now)
@@ -351,17 +340,21 @@ class Ledger(LogReads, ProvableLog, Application[UUID]):
         stored = self._stored_events(extra + uow.changed(), entries) if entries or extra else []
         _raise_signature_failure(pending, submissions, before=len(submissions))
         if entries or extra:
-            # The checkpoint for the new size commits with the entries: a checkpoint
-            # covering an entry exists as soon as its append is acknowledged.
-            checkpoint = (
-                (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
-                if self.maintain_tree else None
-            )
-            self._save(stored, nodes, checkpoint, rows)
-            self._frontier = frontier if self.maintain_tree else None
-            if statistics_due(next_index - len(entries), next_index):
-                self.recorder.refresh_statistics()  # type: ignore[attr-defined]
+            self._commit(stored, nodes, rows, frontier, next_index - len(entries), next_index)
         return receipts
+
+    def _commit(self, stored: list[Any], nodes: list[tuple[int, int, bytes]],
+                rows: list[StatementRow], frontier: Frontier, before: int, after: int) -> None:
+        # The checkpoint for the new size commits with the entries: a checkpoint
+        # covering an entry exists as soon as its append is acknowledged.
+        checkpoint = (
+            (frontier.size, self._sign_checkpoint(frontier.size, frontier.root()))
+            if self.maintain_tree else None
+        )
+        self._save(stored, nodes, checkpoint, rows)
+        self._frontier = frontier if self.maintain_tree else None
+        if statistics_due(before, after):
+            self.recorder.refresh_statistics()  # type: ignore[attr-defined]
 
     def _stored_events(self, aggregates: list[Any], entries: list[Any]) -> list[Any]:
         """The aggregates' new events, encoded, then the log's (stored already)."""
@@ -413,6 +406,27 @@ def statistics_due(before: int, after: int) -> bool:
     statistics are refreshed then, a dozen times on the way to ten million entries, each
     costing a sample of every table."""
     return after >= STATISTICS_FROM and after.bit_length() > before.bit_length()
+
+
+def _earlier_receipt(sub: Submission, in_batch: dict[str, tuple[bytes, Receipt]],
+                     known: dict[bytes, StatementRow], *, replaying: bool) -> Receipt | None:
+    """The first receipt of a statement recorded before, earlier in the batch or in the
+    ledger, when `sub` is the same envelope again; None for a statement not seen before.
+    The same id under another envelope is a conflict; on replay (audit, import) a
+    statement seen before is an entry recorded twice: a fault, never a receipt."""
+    s = sub.statement
+    if s.id in in_batch:
+        digest, receipt = in_batch[s.id]
+        if digest != sub.digest or replaying:
+            raise IdConflict(s.id, receipt.index)
+        return receipt
+    record = known.get(sub.key)
+    if record is None:
+        return None
+    _, first_index, digest, first_recorded_at, first_leaf = record
+    if digest != sub.digest or replaying:
+        raise IdConflict(s.id, first_index)
+    return Receipt(first_index, first_recorded_at, first_leaf, True)
 
 
 def _raise_signature_failure(
