@@ -786,7 +786,8 @@ class Ledger(Application[UUID]):
                 sub.envelope.verify(keyid, public_key)
                 self._public_keys[keyid] = public_key
 
-        return authenticate(uow, sub.envelope, sub.statement, now, check_signature)
+        return authenticate(uow, [sig.keyid for sig in sub.envelope.signatures], sub.statement,
+                            now, check_signature)
 
 
 STATISTICS_FROM = 1 << 12
@@ -817,20 +818,20 @@ def authenticate_genesis(
 
 
 def authenticate(
-    uow: Any, envelope: Envelope, s: Statement, now: datetime,
+    uow: Any, keyids: Sequence[str], s: Statement, now: datetime,
     check_signature: Callable[[str, Key], None],
 ) -> Organization:
-    """Every signature is by a registered key active at `issued_at` and now, and
-    verifies (`check_signature`, which may have been done elsewhere); one of them is a
-    key of `by`. Returns the signing organization."""
+    """Every signature (by the envelope's `keyids`, in order) is by a registered key
+    active at `issued_at` and now, and verifies (`check_signature`, which may have been
+    done elsewhere); one of them is a key of `by`. Returns the signing organization."""
     own_key = False
-    for sig in envelope.signatures:
-        key = uow.get(Key, Key.create_id(sig.keyid))
+    for keyid in keyids:
+        key = uow.get(Key, Key.create_id(keyid))
         if key is None:
-            raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
+            raise Rejected(Rejection.UNKNOWN_KEY, f"key {keyid} is not registered")
         key.check_active(s.issued_at, "issued_at")
         key.check_active(now, "the time of recording")
-        check_signature(sig.keyid, key)
+        check_signature(keyid, key)
         own_key = own_key or key.org == s.by
     if not own_key:
         raise Rejected(
