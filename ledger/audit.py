@@ -374,13 +374,12 @@ class _Replayed(InMemoryState):
         self._mapper = mapper
 
     def keep(self) -> None:
-        digests, encode = self.digests, self._mapper.to_stored_event
+        digests, encode = self.digests, self._mapper.encoded
         for aggregate in self._touched:
             if aggregate._pending_events:
                 digest = digests.get(aggregate.id, b"")
                 for event in aggregate._pending_events:
-                    stored = encode(event)
-                    digest = _chain(digest, stored.originator_version, stored.topic, stored.state)
+                    digest = _chain(digest, *encode(event))
                 digests[aggregate.id] = digest
                 aggregate._pending_events.clear()
         super().keep()
