@@ -12,45 +12,48 @@ import gc
 import random
 import threading
 import time
-from base64 import b64decode
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, RecordConflictError, Transcoder
 
+from ledger.authentication import authenticate, check_not_ahead
 from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID
 from ledger.domain.key import Key
 from ledger.domain.log import UNVERIFIED, LedgerConfig, appended
 from ledger.domain.organization import Organization
-from ledger.authentication import MAX_FUTURE, authenticate, check_not_ahead  # noqa: F401
 from ledger.envelope import signature_failure
+from ledger.errors import (
+    IdConflict,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    Rejected,
+    Rejection,
+    StorageError,
+)
 from ledger.genesis import authenticate_genesis, check_genesis
-from ledger.intake import (  # noqa: F401 - MAX_BATCH, UnknownKeys, statement_key: re-exported
-    MAX_BATCH,
+from ledger.intake import (
     Admit,
     Intake,
     Submission,
-    UnknownKeys,
-    statement_key,
 )
 from ledger.log.checkpoint import verifier_key
-from ledger.errors import IdConflict, InvalidRequest, LedgerError, NotFound, Rejected, Rejection, StorageError
-from ledger.log.hasher import leaf_hash
-from ledger.log.entry_format import (  # noqa: F401 - audit.py imports them from here
+from ledger.log.entry_format import (
     entry_bytes,
-    envelope_jcs,
     format_recorded_at,
 )
+from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
-from ledger.log_reads import KeyHistory, LogReads, Receipt, StoredEntry  # noqa: F401
+from ledger.log_reads import LogReads, Receipt
 from ledger.parallel import Pending
-from ledger.provable_log import ProvableLog, default_log_key_path  # noqa: F401
+from ledger.provable_log import ProvableLog
 from ledger.references import references
 from ledger.rules import RULES, Context
 from ledger.statements import Statement
@@ -390,11 +393,12 @@ class Ledger(LogReads, ProvableLog, Application[UUID]):
     ) -> Organization:
         def check_signature(keyid: str, key: Key) -> None:
             if pending is None or (position, keyid) not in pending.covered:
-                public_key = b64decode(key.public_key)
+                public_key = key.public_key_bytes()
                 sub.envelope.verify(keyid, public_key)
                 self.intake.public_keys[keyid] = public_key
 
-        return authenticate(uow, sub.envelope, sub.statement, now, check_signature)
+        return authenticate(uow, [sig.keyid for sig in sub.envelope.signatures], sub.statement,
+                            now, check_signature)
 
 
 STATISTICS_FROM = 1 << 12

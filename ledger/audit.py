@@ -6,8 +6,8 @@
    rule code to aggregates held in memory: signatures and every rule are checked
    against the state at that point, exactly as when it was first recorded. Nothing is
    written anywhere. Signatures are verified by worker processes on every core, a
-   chunk ahead of the rules, which wait for a chunk's results before applying it (an
-   entry whose signature fails is not applied, as the writer would not have).
+   few chunks ahead of the rules, which wait for a chunk's results before applying it
+   (an entry whose signature fails is not applied, as the writer would not have).
 3. The RFC 9162 tree is recomputed from the entries, chunk by chunk; every stored node
    (leaves and interior nodes alike: proofs are built from them) is compared with it,
    and the root with the latest signed checkpoint (signature checked against the log key).
@@ -22,19 +22,20 @@
 Only the log is read here. The read-side views are checked against a rebuild of them
 by traceability.viewcheck; `qledger audit` runs both.
 
+Steps 1 and 4 and the signatures need no replayed state: ledger/audit_entries.py
+does them, in the worker processes, which read the database themselves. This process
+is left with what must run in order: the rules, the tree, the aggregates.
+
 Problems are collected, each naming the entry index where there is one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from base64 import b64decode
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -42,35 +43,21 @@ from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
-from ledger.application import (
-    MAX_FUTURE,
-    format_recorded_at,
-    Ledger,
-    Submission,
-    authenticate,
-    authenticate_genesis,
-    check_genesis,
-    entry_bytes,
-    envelope_jcs,
-    statement_key,
-)
-from ledger.canonical import canonical_bytes
+from ledger.application import Ledger
+from ledger.audit_entries import CheckedEntry, EntryChecker, refusal
+from ledger.authentication import authenticate, check_not_ahead
 from ledger.domain.base import recording
 from ledger.domain.ids import LEDGER_ID, LOG_ID
 from ledger.domain.key import Key
-from ledger.domain.log import UNVERIFIED
-from ledger.envelope import Envelope
+from ledger.envelope import signature_failure
 from ledger.errors import IdConflict, LedgerError, Rejected, Rejection, VerificationError
-from ledger.keys import key_id
+from ledger.genesis import authenticate_genesis, check_genesis
+from ledger.intake import Submission
 from ledger.log.hasher import leaf_hash
 from ledger.log.tree import Frontier
 from ledger.log.verify import verify_checkpoint
-from ledger.parallel import ParallelVerifier, Pending
 from ledger.rules import RULES, Context, may_refuse_after_a_change
-from ledger.statement_types import StatementType as T
-from ledger.statements import Statement, parse_statement
-from ledger.store import StatementRow
-from ledger.timefmt import parse_time
+from ledger.statements import Statement
 from ledger.unit_of_work import InMemoryState
 
 CHUNK = 1000
@@ -78,7 +65,6 @@ CHUNK = 1000
 # listed: a rewritten table would otherwise print millions of lines.
 MAX_LISTED = 100
 AGGREGATE_PAGE = 10_000
-_PREFIX = len('{"envelope":')
 
 
 @dataclass(frozen=True)
@@ -136,29 +122,18 @@ def audit(
     else:
         report.problems.append(Problem(None, "the ledger has no signed checkpoint"))
 
-    verifier = ParallelVerifier((os.cpu_count() or 1) if workers is None else workers)
-    # On PostgreSQL the next chunk is read while this one is checked: the server's work
-    # and the wire then overlap the rules instead of stalling them (BENCHMARKS.md has
-    # the runs, which vary by ±10 points). SQLite reads in-process, so a thread would only
-    # contend with the rules for the interpreter: there the next chunk is read inline.
-    reader = ThreadPoolExecutor(1, thread_name_prefix="audit-read") if source.database.is_postgres else None
+    checker = EntryChecker(source, (os.cpu_count() or 1) if workers is None else workers)
     try:
-        run = _Run(source, config, frontier, report, checkpoint_size, verifier)
-        ahead = _read_ahead(reader, source, 0, min(CHUNK, size))
-        for start in range(0, size, CHUNK):
-            events, run.stored = ahead.result()
-            if start + CHUNK < size:
-                ahead = _read_ahead(reader, source, start + CHUNK, min(start + 2 * CHUNK, size))
-            for event in events:
-                run.take(event)
+        run = _Run(source, config, frontier, report, checkpoint_size)
+        for chunk in checker.chunks(size, CHUNK):
+            run.nodes = chunk.nodes
+            for entry in chunk.entries:
+                run.take(entry)
             run.flush()
             if progress:
                 progress(frontier.size, size)
-        run.finish()
     finally:
-        if reader is not None:
-            reader.shutdown(cancel_futures=True)
-        verifier.close()
+        checker.close()
     roots = run.roots
     run.check_leftovers()
     if run.replaying:
@@ -185,80 +160,22 @@ def audit(
     return report
 
 
-@dataclass(frozen=True)
-class _Stored:
-    """What the database holds beside the entries of indexes start ≤ i < stop: the tree
-    nodes those entries complete, and the statements table's rows of their statement ids."""
-
-    start: int
-    stop: int
-    nodes: Mapping[tuple[int, int], bytes]
-    rows: Mapping[bytes, StatementRow]
-
-
-def _read_chunk(source: Ledger, start: int, stop: int) -> tuple[list[Any], _Stored]:
-    """The stored entries start < version ≤ stop, that is indexes start ≤ i < stop (rows
-    deleted behind the ledger's back leave gaps), and what is stored beside them, read
-    from the tables themselves (no cache)."""
-    events = source._appended(start, stop)
-    recorder: Any = source.recorder
-    nodes = recorder.nodes_completed_in(start, stop)
-    keys = []
-    for e in events:
-        try:
-            keys.append(statement_key(e.statement_id))
-        except (ValueError, AttributeError):  # an audit's stand-in, or an edited event
-            pass
-    return events, _Stored(start, stop, nodes, recorder.find_statements(keys))
-
-
-def _read_ahead(reader: ThreadPoolExecutor | None, source: Ledger, start: int,
-                stop: int) -> Future[tuple[list[Any], _Stored]]:
-    """_read_chunk in the reading thread, or now, when there is none."""
-    if reader is not None:
-        return reader.submit(_read_chunk, source, start, stop)
-    done: Future[tuple[list[Any], _Stored]] = Future()
-    done.set_result(_read_chunk(source, start, stop))
-    return done
-
-
-@dataclass
-class _Entry:
-    """An entry read back for replay: None where it could not be parsed."""
-
-    index: int
-    text: str
-    stamp: tuple[datetime, str]
-    submission: Submission | None = None
-    # The time the writer gave the entry's events: its log event's, to the microsecond
-    # (recorded_at keeps milliseconds), when the two agree.
-    events_at: datetime | None = None
-
-
-@dataclass
-class _Chunk:
-    entries: list[_Entry]
-    pending: Pending | None
-
-
 class _Run:
-    """One pass over the stored log: entries are checked, gathered into chunks, their
-    signatures handed to the workers, and the previous chunk's rules applied."""
+    """One pass over the stored log: the checked entries are taken in order, their
+    leaves added to the tree, and each chunk's rules applied."""
 
     def __init__(self, source: Ledger, config: Any, frontier: Frontier, report: AuditReport,
-                 checkpoint_size: int | None, verifier: ParallelVerifier) -> None:
+                 checkpoint_size: int | None) -> None:
         self.source, self.config = source, config
         self.frontier, self.report, self.checkpoint_size = frontier, report, checkpoint_size
-        self.verifier = verifier
         self.replaying = True
         self.roots: dict[int, bytes] = {}
         self.expected = 0
         self.state = _Replayed(source.mapper)
-        self.public_keys: dict[str, bytes] = {}  # keyid -> raw key, from key.registered
         self.recorded: dict[bytes, int] = {}  # statement id -> index of its entry
-        self.statements: dict[int, Statement] = {}  # of the chunks in hand
-        self.waiting: _Chunk | None = None
-        self.stored: _Stored | None = None  # read ahead with the chunk
+        self.statements: dict[int, Statement] = {}  # of the last chunk applied
+        # The stored tree nodes the chunk in hand completes (read with it).
+        self.nodes: Mapping[tuple[int, int], bytes] = {}
         # The statement id each entry's row is keyed by, 16 bytes an entry (zeros: none
         # expected), to tell left-over rows of the statements table from the entries'.
         self.keys = bytearray()
@@ -267,15 +184,14 @@ class _Run:
         self._reset()
 
     def _reset(self) -> None:
-        self.start = self.expected
-        self.entries: list[_Entry] = []
+        self.entries: list[CheckedEntry] = []
         self.leaves: list[bytes] = []
 
     def problem(self, index: int | None, detail: str) -> None:
         self.report.problems.append(Problem(index, detail))
 
-    def take(self, e: Any) -> None:
-        index = e.originator_version - 1
+    def take(self, entry: CheckedEntry) -> None:
+        index = entry.index
         if index != self.expected:
             # Rows deleted behind the ledger's back: keep later entries at their indexes.
             self.flush()
@@ -286,72 +202,13 @@ class _Run:
                 if missing < 2:
                     self.replaying = False  # no genesis, nothing to replay against
             self.expected = index
-            self._reset()
-        if e.index != index:
-            self.problem(index, f"holds entry {e.index} (reordered)")
-        leaf = leaf_hash(e.entry.encode())
-        if leaf.hex() != e.leaf_hash:
-            self.problem(index, "its bytes do not match its recorded leaf hash (edited)")
-        envelope, stamp, problem = _read_entry(e.entry)
-        if problem:
+        for problem in entry.problems:
             self.problem(index, problem)
-        entry = _Entry(index, e.entry, stamp or (e.timestamp, ""))
-        if stamp is not None:
-            if format_recorded_at(e.timestamp) == stamp[1]:
-                entry.events_at = e.timestamp
-            else:
-                self.problem(index, f"its log event is timed {e.timestamp.isoformat()}, "
-                             f"not at its recorded_at {stamp[1]}")
-        if isinstance(envelope, Rejected):
-            self._refused(index, envelope)
-        elif envelope is not None:
-            try:
-                statement = parse_statement(envelope.statement)
-                entry.submission = Submission(envelope, statement, b"", b"",
-                                              statement_key(statement.id))
-            except Rejected as r:
-                self._refused(index, r)
-        self._check_row(e, entry, leaf)
+        self.keys += entry.key
+        self.rows_in_place += entry.row_in_place
         self.entries.append(entry)
-        self.leaves.append(leaf)
+        self.leaves.append(entry.leaf)
         self.expected += 1
-
-    def _check_row(self, e: Any, entry: _Entry, leaf: bytes) -> None:
-        """The entry's row in the statements table: keyed by its statement id, it holds
-        the entry's index, the digest of its envelope, its recording time and its leaf
-        hash; a resubmission of the statement is answered with these."""
-        index = entry.index
-        if entry.submission is None:
-            if e.statement_id != f"{UNVERIFIED}{index}":  # what readers take it to be
-                self.problem(index, f"its log event names statement {e.statement_id!r}, "
-                             "but its envelope holds no readable statement")
-            self.keys += bytes(16)  # no row: neither an audit's stand-in nor a bad entry
-            return
-        statement_id = entry.submission.statement.id
-        if e.statement_id != statement_id:
-            self.problem(index, f"its log event names statement {e.statement_id}, "
-                         f"but its envelope holds statement {statement_id}")
-        key = entry.submission.key
-        self.keys += key
-        assert self.stored is not None
-        row = self.stored.rows.get(key)
-        if row is None:
-            self.problem(index, f"statement {statement_id} has no row in the statements "
-                         "table (a resubmission would not get its receipt)")
-            return
-        _, at, digest, recorded_at, row_leaf = row
-        envelope = entry.text[_PREFIX:entry.text.rfind(',"recorded_at":')].encode()
-        wrong = [what for what, bad in (
-            (f"index {at}", at != index),
-            ("another envelope digest", digest != hashlib.sha256(envelope).digest()),
-            (f"recorded_at {recorded_at!r}", recorded_at != entry.stamp[1]),
-            (f"leaf hash {row_leaf.hex()}", row_leaf != leaf),
-        ) if bad]
-        if wrong:
-            self.problem(index, f"the statements table's row of statement {statement_id} "
-                         f"holds {', '.join(wrong)}: a resubmission would get a wrong receipt")
-        if at == index:
-            self.rows_in_place += 1
 
     def check_leftovers(self) -> None:
         """Stored tree nodes past the log's end, and rows of the statements table that
@@ -378,27 +235,20 @@ class _Run:
                          "table")
 
     def _refused(self, index: int, e: Rejected) -> None:
-        self.problem(index, f"fails on replay: [{e.kind.value}] {e.detail}")
+        self.problem(index, refusal(e))
 
     def flush(self) -> None:
+        """The entries taken so far: their leaves into the tree, their rules applied."""
         if not self.leaves:
             return
         for leaf in self.leaves:
             self._add_leaf(leaf)
         if self.replaying:
-            chunk = _Chunk(self.entries, self._start_verifying(self.entries))
-            # The workers check this chunk's signatures while the rules run on the last.
-            self._apply_waiting()
-            self.waiting = chunk
+            self._apply_all(self.entries)
         self._reset()
 
-    def finish(self) -> None:
-        self.flush()
-        self._apply_waiting()
-
     def _add_leaf(self, leaf: bytes) -> None:
-        assert self.stored is not None  # read with the chunk, before any take
-        stored = self.stored.nodes
+        stored = self.nodes
         for level, idx, value in self.frontier.append(leaf):
             found = stored.get((level, idx))
             if found != value:
@@ -422,72 +272,36 @@ class _Run:
         elif self.tree_problems == MAX_LISTED + 1:
             self.problem(None, "… and more stored tree nodes that are missing or differ")
 
-    def _start_verifying(self, entries: list[_Entry]) -> Pending | None:
-        """Hand every signature by a key registered anywhere so far to the workers (a
-        key id names one public key for ever); whether the key was registered and
-        active at that entry is for the rules."""
-        jobs, owners = [], []
-        for entry in entries:
-            sub = entry.submission
-            if sub is None:
-                continue
-            s = sub.statement
-            if s.type == T.KEY_REGISTERED:
-                self.public_keys[key_id(s.body["public_key"])] = s.body["public_key"]
-            for sig in sub.envelope.signatures:
-                public_key = self.public_keys.get(sig.keyid)
-                if public_key is not None:
-                    jobs.append((public_key, sig.sig, sub.envelope.message()))
-                    owners.append((entry.index, sig.keyid))
-        # One task per worker: the audit has a whole chunk's rules to apply meanwhile and
-        # is seldom left waiting, so small tasks bought little and cost their round trips
-        # (2-3 points of its ratio to the verify rate, within the noise but in every run).
-        return self.verifier.begin(jobs, owners, task=None)
-
-    def _apply_waiting(self) -> None:
-        chunk, self.waiting = self.waiting, None
-        if chunk is None or not self.replaying:
-            return
-        failed = set(chunk.pending.failures()) if chunk.pending is not None else set()
-        covered = chunk.pending.covered if chunk.pending is not None else set()
+    def _apply_all(self, entries: list[CheckedEntry]) -> None:
         previous = self.statements
         self.statements = {}
-        for entry in chunk.entries:
-            if entry.submission is None or not self.replaying:
+        for entry in entries:
+            if entry.statement is None or not self.replaying:
                 continue
             if entry.index < 2:
-                self._apply_genesis(chunk.entries, entry)
+                self._apply_genesis(entries, entry)
                 continue
             try:
-                self._apply(entry, entry.submission, covered, failed, previous)
+                self._apply(entry, entry.statement, previous)
             except Rejected as e:
                 self.state.undo()
                 self._refused(entry.index, e)
 
-    def _apply(self, entry: _Entry, sub: Submission, covered: set[tuple[int, str]],
-               failed: set[tuple[int, str]], previous: dict[int, Statement]) -> None:
-        s = sub.statement
+    def _apply(self, entry: CheckedEntry, s: Statement, previous: dict[int, Statement]) -> None:
         index = entry.index
         now = entry.stamp[0]
-        key = statement_key(s.id)
+        key = entry.key
         if key in self.recorded:
             # A statement seen before is an entry recorded twice: a fault on replay.
             raise IdConflict(s.id, self.recorded[key])
-        if s.issued_at > now + MAX_FUTURE:
-            raise Rejected(
-                Rejection.FUTURE_STATEMENT,
-                f"issued_at {s.issued_at.isoformat()} is more than 5 minutes ahead "
-                f"of the ledger's clock ({now.isoformat(timespec='seconds')})",
-            )
+        check_not_ahead(s, now)
 
         def check_signature(keyid: str, k: Key) -> None:
-            if (index, keyid) in failed:
-                raise Rejected(
-                    Rejection.BAD_SIGNATURE,
-                    f"the signature by key {keyid} does not verify over this payload and payloadType",
-                )
-            if (index, keyid) not in covered:
-                sub.envelope.verify(keyid, b64decode(k.public_key))
+            if keyid in entry.failed:
+                raise signature_failure(keyid)
+            if keyid in entry.unchecked:  # its key was not found where the entry was checked
+                assert entry.envelope is not None  # kept for this
+                entry.envelope.verify(keyid, k.public_key_bytes())
 
         def read_statement(i: int) -> Statement:
             found = self.statements.get(i) or previous.get(i)
@@ -502,65 +316,39 @@ class _Run:
 
         # The events carry the entry's recording time, as the writer's did.
         with recording(entry.events_at or now):
-            signer = authenticate(self.state, sub.envelope, s, now, check_signature)
+            signer = authenticate(self.state, entry.keyids, s, now, check_signature)
             self.state.careful = may_refuse_after_a_change(s)
             RULES[s.type](Context(self.state, s, signer, index, now, read_statement))  # type: ignore[arg-type]
         self.state.keep()
         self.recorded[key] = index
         self.statements[index] = s
 
-    def _apply_genesis(self, entries: list[_Entry], entry: _Entry) -> None:
+    def _apply_genesis(self, entries: list[CheckedEntry], entry: CheckedEntry) -> None:
         """Entries 0 and 1 start the ledger; if they do not, nothing after them can be
         replayed."""
-        pair = [e.submission for e in entries[:2] if e.index < 2 and e.submission is not None]
+        pair = [_submission(e) for e in entries[:2] if e.index < 2 and e.statement is not None]
         try:
             if len(pair) != 2:
                 raise Rejected(Rejection.BAD_FIELDS, "a ledger starts with exactly two entries")
-            check_genesis(pair, self.config.root_org)  # type: ignore[arg-type]
-            sub = entry.submission
-            assert sub is not None
+            check_genesis(pair, self.config.root_org)
+            sub = _submission(entry)
             s = sub.statement
             with recording(entry.events_at or entry.stamp[0]):
-                signer = authenticate_genesis(self.state, sub, pair, entry.index)  # type: ignore[arg-type]
+                signer = authenticate_genesis(self.state, sub, pair, entry.index)
                 RULES[s.type](Context(self.state, s, signer, entry.index, entry.stamp[0],  # type: ignore[arg-type]
                                       self.source.statement_at))
             self.state.keep()
-            self.recorded[statement_key(s.id)] = entry.index
+            self.recorded[entry.key] = entry.index
         except Rejected as e:
             self.state.undo()
             self._refused(entry.index, e)
             self.replaying = False
 
 
-def _read_entry(text: str) -> tuple[Envelope | Rejected | None, tuple[datetime, str] | None, str | None]:
-    """The entry's envelope (or why it is not one), recording time, and what is wrong
-    with the entry's form, if anything."""
-    try:
-        entry = json.loads(text)
-    except ValueError:
-        return None, None, "is not JSON"
-    if not isinstance(entry, dict) or set(entry) != {"envelope", "recorded_at"}:
-        return None, None, "is not an entry of {envelope, recorded_at}"
-    envelope: Envelope | Rejected
-    try:
-        envelope = Envelope.from_json(entry["envelope"])
-    except Rejected as e:
-        envelope = e
-    recorded_at = entry["recorded_at"]
-    try:
-        # A valid envelope's canonical form is built as the writer builds it; the
-        # comparison with the stored text is what proves the entry canonical.
-        if isinstance(envelope, Envelope) and type(recorded_at) is str:
-            canonical = entry_bytes(envelope_jcs(envelope), recorded_at)
-        else:
-            canonical = canonical_bytes(entry)
-        if canonical != text.encode():
-            return envelope, None, "is not in canonical form"
-        at = parse_time(recorded_at)
-    except (Rejected, TypeError, ValueError) as e:
-        return envelope, None, f"has a bad recorded_at: {e}"
-    return envelope, (at, recorded_at), None
-
+def _submission(entry: CheckedEntry) -> Submission:
+    """Entry 0 or 1 as the genesis checks take it (its envelope is kept for them)."""
+    assert entry.envelope is not None and entry.statement is not None
+    return Submission(entry.envelope, entry.statement, b"", b"", entry.key)
 
 class _Replayed(InMemoryState):
     """The replay's aggregates, and a digest of the events each was made by: the events
@@ -573,13 +361,12 @@ class _Replayed(InMemoryState):
         self._mapper = mapper
 
     def keep(self) -> None:
-        digests, encode = self.digests, self._mapper.to_stored_event
+        digests, encode = self.digests, self._mapper.encoded
         for aggregate in self._touched:
             if aggregate._pending_events:
                 digest = digests.get(aggregate.id, b"")
                 for event in aggregate._pending_events:
-                    stored = encode(event)
-                    digest = _chain(digest, stored.originator_version, stored.topic, stored.state)
+                    digest = _chain(digest, *encode(event))
                 digests[aggregate.id] = digest
                 aggregate._pending_events.clear()
         super().keep()

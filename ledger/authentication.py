@@ -5,13 +5,12 @@ and in the same words as when it was submitted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.domain.key import Key
 from ledger.domain.organization import Organization
-from ledger.envelope import Envelope
 from ledger.errors import Rejected, Rejection
 from ledger.statements import Statement
 
@@ -30,20 +29,20 @@ def check_not_ahead(s: Statement, now: datetime) -> None:
 
 
 def authenticate(
-    uow: Any, envelope: Envelope, s: Statement, now: datetime,
+    uow: Any, keyids: Sequence[str], s: Statement, now: datetime,
     check_signature: Callable[[str, Key], None],
 ) -> Organization:
-    """Every signature is by a registered key active at `issued_at` and now, and
-    verifies (`check_signature`, which may have been done elsewhere); one of them is a
-    key of `by`. Returns the signing organization."""
+    """Every signature (by the envelope's `keyids`, in order) is by a registered key
+    active at `issued_at` and now, and verifies (`check_signature`, which may have been
+    done elsewhere); one of them is a key of `by`. Returns the signing organization."""
     own_key = False
-    for sig in envelope.signatures:
-        key = uow.get(Key, Key.create_id(sig.keyid))
+    for keyid in keyids:
+        key = uow.get(Key, Key.create_id(keyid))
         if key is None:
-            raise Rejected(Rejection.UNKNOWN_KEY, f"key {sig.keyid} is not registered")
+            raise Rejected(Rejection.UNKNOWN_KEY, f"key {keyid} is not registered")
         key.check_active(s.issued_at, "issued_at")
         key.check_active(now, "the time of recording")
-        check_signature(sig.keyid, key)
+        check_signature(keyid, key)
         own_key = own_key or key.org == s.by
     if not own_key:
         raise Rejected(

@@ -28,8 +28,6 @@ from ledger.errors import Rejected, Rejection
 __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
-    "b64decode",
-    "b64encode",
     "canonical_bytes",
     "parse_canonical_statement",
     "parse_statement_json",

@@ -77,8 +77,17 @@ class LedgerMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         if self.compressor or self.cipher:
             return super().to_stored_event(domain_event)
+        version, topic, state = self.encoded(domain_event)
+        return StoredEvent(domain_event.originator_id, version, topic, state)
+
+    def encoded(self, domain_event: Any) -> tuple[int, str, bytes]:
+        """The version, topic and state to_stored_event stores `domain_event` with (for
+        the audit, which hashes them and needs no StoredEvent)."""
+        if self.compressor or self.cipher:
+            stored = super().to_stored_event(domain_event)
+            return stored.originator_version, stored.topic, stored.state
         state = dict(domain_event.__dict__)
-        originator_id = state.pop("originator_id")
+        del state["originator_id"]
         originator_version = state.pop("originator_version")
         cls = type(domain_event)
         try:
@@ -90,8 +99,7 @@ class LedgerMapper(Mapper[UUID]):
                 get_topic(cls), getattr(cls, "class_version", 1))
         if class_version > 1:
             state["class_version"] = class_version
-        return StoredEvent(originator_id, originator_version, topic,
-                           self.transcoder.encode(state))
+        return originator_version, topic, self.transcoder.encode(state)
 
     def stored_entry(
         self, index: int, entry: bytes, leaf_hash: bytes, statement_id: str, at: datetime

@@ -221,3 +221,24 @@ def test_an_entry_refused_on_replay_leaves_no_trace_on_the_entries_after_it(db_u
     report = audit(Ledger(db_url))
     assert report.bad_indexes() == [target]
     assert any(p.index == target and "fails on replay" in p.detail for p in report.problems)
+
+
+def test_the_workers_find_what_the_audit_finds_alone(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each entry's own checks run in worker processes, which read the database
+    themselves, a few entries a chunk here: the report is the one the audit's own
+    process makes alone, problems and all (an edited entry, a deleted one)."""
+    import ledger.audit
+    import ledger.audit_entries
+
+    world = chain(db_url)
+    target = world.ship(FARM, WHEAT, "W1", 100, MILL, "S-X").index
+    world.receive(MILL, "S-X", 100)
+    edit_log_row(db_url, target + 1, lambda s: s.update(
+        entry=s["entry"].replace('"recorded_at":"2026', '"recorded_at":"2025')))
+    delete_log_row(db_url, world.ledger.size())
+    monkeypatch.setattr(ledger.audit, "CHUNK", 4)
+    alone = audit(Ledger(db_url), workers=0)
+    monkeypatch.setattr(ledger.audit_entries, "MIN_FOR_WORKERS", 0)
+    with_workers = audit(Ledger(db_url), workers=2)
+    assert target in alone.bad_indexes()
+    assert [str(p) for p in with_workers.problems] == [str(p) for p in alone.problems]

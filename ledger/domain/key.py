@@ -5,6 +5,8 @@ Explicit event classes with their `apply`, as in ledger/domain/batch.py (why: th
 
 from __future__ import annotations
 
+from base64 import b64decode
+
 from datetime import datetime
 from uuid import UUID
 
@@ -44,6 +46,11 @@ class Key(Aggregate):
             cls.Registered, cls.create_id(keyid), keyid=keyid, org=org, public_key=public_key,
             valid_from=valid_from, entry=entry,
         )
+
+    def public_key_bytes(self) -> bytes:
+        """The raw public key. Its base64 was checked strictly (ledger.b64) when the key
+        was registered, so the plain decoder is enough here."""
+        return b64decode(self.public_key)
 
     def check_active(self, at: datetime, what: str) -> None:
         """A key signs from `valid_from` up to, not including, `revoked_at`."""
