@@ -16,14 +16,21 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
+from psycopg import ConnectionInfo
+from psycopg.abc import PQGen
+from psycopg.conninfo import make_conninfo
+# Private, and what psycopg's Connection.wait raises at its deadline (3.3 and on: see
+# pyproject.toml). It is an OperationalError, so nothing else may catch it first.
+from psycopg.errors import _WaitTimeout
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -34,6 +41,7 @@ NewNode = tuple[int, int, bytes]
 # A recorded statement, by its `id` (16 bytes): index, envelope digest, recorded_at,
 # leaf hash. What idempotency needs, written in the append's transaction.
 StatementRow = tuple[bytes, int, bytes, str, bytes]
+RV = TypeVar("RV")
 
 
 class Recorded(NamedTuple):
@@ -61,17 +69,100 @@ def storage_timeout() -> int:
     return _seconds("QLEDGER_STORAGE_TIMEOUT", DEFAULT_STORAGE_TIMEOUT)
 
 
+class BoundedConnection(psycopg.Connection[Any]):
+    """A PostgreSQL connection none of whose waits for the server lasts without bound.
+
+    Only the client's own clock can end a wait on a server that hangs. A server paused
+    (SIGSTOP), or a proxy that accepts and never answers, still has a kernel that
+    acknowledges every byte and answers every keepalive probe, so TCP keepalives and
+    tcp_user_timeout never fire (they end waits on a host that vanished: see
+    BoundedPostgresFactory); statement_timeout is a timer the server runs, and a hung
+    server runs nothing. So every wait gets psycopg's own deadline, the storage timeout.
+
+    A deadline alone would also cut work that is merely slow: a writer queued behind
+    another's lock (QLEDGER_LOCK_TIMEOUT is longer on purpose), an index built after a
+    rebuild. So at the deadline the server is asked, on a connection of its own, for
+    `SELECT 1` within the same bound: a server that answers is busy and the wait goes
+    on; one that does not is hung, the connection is dropped and StorageError raised. A
+    hung server is thus given up on within twice the storage timeout."""
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        if timeout is not None:  # a caller's own bound (psycopg's notifies, cancel)
+            return super().wait(gen, interval, timeout)
+        seconds = storage_timeout()
+        while True:
+            try:
+                # psycopg resumes the same generator after a timeout (it does so itself
+                # after an interrupt), so a busy server's answer is still read whole.
+                return super().wait(gen, interval, seconds)
+            except _WaitTimeout:
+                if not _server_answers(self.info, seconds):
+                    # StorageError, not psycopg's OperationalError: the library retries
+                    # an OperationalError ten times, each on another pooled connection
+                    # to the same hung server, each waiting the bound again.
+                    hung = StorageError(
+                        f"PostgreSQL at {self.info.host}:{self.info.port} did not answer "
+                        f"within {seconds} s, nor a new connection within {seconds} s more")
+                    self.pgconn.finish()  # mid-statement: of no use to anyone now
+                    raise hung from None
+
+
+class _Probe(psycopg.Connection[Any]):
+    """The connection that asks a silent server whether it is alive: every wait of its own
+    ends at the storage timeout, with no probe of its own."""
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        return super().wait(gen, interval, storage_timeout() if timeout is None else timeout)
+
+
+def _server_answers(info: ConnectionInfo, seconds: int) -> bool:
+    """Whether the server of `info` answers a new connection's `SELECT 1`, connecting and
+    answering within `seconds` each. Only silence is taken for a hang: a refusal (too
+    many clients, say) is an answer, and the wait it was asked for goes on."""
+    params: dict[str, str | int] = {**info.get_parameters(), "password": info.password,
+                                    "connect_timeout": max(2, seconds)}  # libpq's least
+    conninfo = make_conninfo("", **params)
+    try:
+        probe = _Probe.connect(conninfo, autocommit=True)
+    except psycopg.errors.ConnectionTimeout:
+        return False
+    except psycopg.Error:
+        return True
+    try:
+        probe.execute("SELECT 1")
+    except _WaitTimeout:
+        return False
+    except psycopg.Error:
+        return True
+    finally:
+        probe.close()  # not `with`: its exit would roll back, another wait on a hung server
+    return True
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    """A connection of its own (autocommit) to the PostgreSQL server of `url`, outside the
+    pools, with the pools' bounds: connecting and every wait on it (BoundedConnection)."""
+    try:
+        return BoundedConnection.connect(
+            url.split("?", 1)[0], autocommit=True, connect_timeout=max(2, storage_timeout()))
+    except psycopg.Error as e:
+        raise StorageError(f"cannot reach PostgreSQL at {Database(url).describe()}: {e}") from None
+
+
 class BoundedPostgresFactory(PostgresFactory):
     """The library's PostgreSQL factory, with its connections' waits bounded.
 
     The library gives its pool a wait (POSTGRES_CONNECT_TIMEOUT) but opens connections
     with libpq's defaults: no connect timeout (psycopg then waits 130 s) and no keepalive,
-    so a server that went away held a read until the kernel gave up on the socket."""
+    so a server that went away held a read until the kernel gave up on the socket. Its
+    connections are BoundedConnections, for a server that is there and does not answer."""
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
         seconds = int(self.env.get("POSTGRES_CONNECT_TIMEOUT") or DEFAULT_STORAGE_TIMEOUT)
-        self.datastore.pool.kwargs.update({  # type: ignore[union-attr]
+        pool = self.datastore.pool
+        pool.connection_class = BoundedConnection
+        pool.kwargs.update({  # type: ignore[union-attr]
             "connect_timeout": max(2, seconds),  # libpq's least
             # A server that stops acknowledging (host down, network cut): sent data
             # unacknowledged for this long closes the connection, an idle one is probed.
@@ -759,14 +850,7 @@ class Database:
         schema = self.env()["POSTGRES_SCHEMA"]
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise StorageError(f"bad PostgreSQL schema name {schema!r}")
-        import psycopg
-
-        url = self.url.split("?", 1)[0]
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=max(2, storage_timeout()))
-        except psycopg.Error as e:
-            raise StorageError(f"cannot reach PostgreSQL at {self.describe()}: {e}") from None
-        with conn:
+        with connect(self.url) as conn:
             lock = int.from_bytes(hashlib.sha256(f"qledger:{schema}".encode()).digest()[:8], "big", signed=True)
             conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
             try:
@@ -803,8 +887,6 @@ class WriterLock:
         held: set[int] = _HELD.__dict__.setdefault("keys", set())
         # A thread that holds it already (through another Ledger object on the same
         # database) goes on: waiting would be waiting for itself.
-        import psycopg
-
         if not self._key or self._key in held:
             yield
             return
