@@ -17,8 +17,8 @@ from psycopg import ConnectionInfo
 from psycopg.abc import PQGen
 from psycopg.conninfo import make_conninfo
 
-# Private, and what psycopg's Connection.wait raises at its deadline (3.3 and on: see
-# pyproject.toml). It is an OperationalError, so nothing else may catch it first.
+# Private: what psycopg's Connection.wait raises at its deadline (3.3 and on: see
+# pyproject.toml). BoundedConnection.wait catches it and never lets it out.
 from psycopg.errors import _WaitTimeout
 
 from ledger.errors import StorageError
