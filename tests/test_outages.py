@@ -21,11 +21,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -33,6 +35,7 @@ from api.cli import main
 from api.settings import Settings
 from tests.conftest import require_postgres
 from ledger import client, keys
+from ledger.store import ServerSilent
 from tests.outage import Relay
 from tests.server_process import ROOT as SOURCE, ServerProcess, free_port
 from tests.support import ROOT, World, make_uscc
@@ -116,8 +119,8 @@ def test_a_request_on_an_open_connection_to_a_hung_server_says_unavailable_withi
     """The pools' connections are open and have been answered; then the server hangs (the
     relay takes every byte and answers nothing, as a server paused with SIGSTOP does: its
     kernel still acknowledges the bytes and the keepalives). A read of the views, a read of
-    the log and a write each wait at most the bound, then twice that for the server to show
-    it is alive, and answer "storage unavailable"."""
+    the log and a write each wait at most the bound, then as long again for a new
+    connection to show the server alive, and answer "storage unavailable"."""
     client, relay, world = serving
     mill = world.envelope("org.registered", ROOT, uscc=make_uscc(12), name="磨坊",
                           roles=["producer"], region="350100")
@@ -145,6 +148,37 @@ def test_a_request_on_an_open_connection_to_a_hung_server_says_unavailable_withi
     _says_only_unavailable(answers[0].text, relay)
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert f"127.0.0.1:{relay.port} did not answer within {TIMEOUT} s" in logged, logged
+
+
+@pytest.mark.postgres
+def test_a_read_the_library_retries_gives_up_on_a_hung_server_within_the_bound(
+        serving: tuple[TestClient, Relay, World]) -> None:
+    """The library retries a read that failed with an OperationalError ten times, each on
+    another pooled connection to the same server: once the server is found silent, those
+    fail at once instead of each waiting the bound again."""
+    _, relay, world = serving
+    recorder: Any = world.ledger.recorder
+    assert recorder.max_notification_id()  # the pool's connections are open and answer
+    relay.hang()
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            recorder.max_notification_id()
+        except BaseException as e:  # noqa: BLE001 - what it raised is the point
+            failed.append(e)
+
+    began = time.monotonic()
+    reading = threading.Thread(target=read, daemon=True)
+    reading.start()
+    reading.join(2 * TIMEOUT + 2 + SLACK)  # 2: the library's ten retries pause 0.2 s each
+    took = time.monotonic() - began
+    waiting = reading.is_alive()
+    relay.refuse()  # ends a wait that would never end, so the test fails, not hangs
+    reading.join(60)
+    assert not waiting, f"still retrying on the hung server after {took:.1f} s"
+    assert isinstance(failed[0], OperationalError), repr(failed[0])  # the library's, then
+    assert isinstance(failed[0].__cause__, ServerSilent), repr(failed[0].__cause__)
 
 
 @pytest.mark.postgres

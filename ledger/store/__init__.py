@@ -14,7 +14,8 @@ The names other modules use are re-exported here: `from ledger.store import Data
 
 from ledger.store.database import DEFAULT_DB, Database
 from ledger.store.postgres import PostgresLedgerRecorder
-from ledger.store.postgres_connections import BoundedConnection, BoundedPostgresFactory
+from ledger.store.postgres_connections import (BoundedConnection, BoundedPostgresFactory,
+                                               ServerSilent)
 from ledger.store.recorder import Coord, NewNode, Recorded, StatementRow, TreeNodesMissing
 from ledger.store.sqlite import SQLiteLedgerRecorder
 from ledger.store.timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STORAGE_TIMEOUT, storage_timeout
@@ -32,6 +33,7 @@ __all__ = [
     "PostgresLedgerRecorder",
     "Recorded",
     "SQLiteLedgerRecorder",
+    "ServerSilent",
     "StatementRow",
     "TreeNodesMissing",
     "WriterLock",

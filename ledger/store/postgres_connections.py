@@ -9,7 +9,8 @@ of its own (a schema to create, the views check) takes one from Database.connect
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import time
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 from eventsourcing.postgres import PostgresFactory
@@ -21,10 +22,22 @@ from psycopg.conninfo import make_conninfo
 # pyproject.toml). BoundedConnection.wait catches it and never lets it out.
 from psycopg.errors import _WaitTimeout
 
-from ledger.errors import StorageError
 from ledger.store.timeouts import DEFAULT_STORAGE_TIMEOUT, storage_timeout
 
 RV = TypeVar("RV")
+
+
+class ServerSilent(psycopg.OperationalError):
+    """A PostgreSQL server answered neither a wait on an open connection within the storage
+    timeout nor a new connection within as long again. An OperationalError, as any outage
+    the driver reports: the edges answer "storage unavailable", and the code that takes a
+    LedgerError for bad data (a missing entry, an incomplete tree) does not take it so."""
+
+
+# Servers found silent, by (host, port): until when a wait on any connection to them fails
+# at once. The library retries an OperationalError ten times, each time on another pooled
+# connection to the same server: without this each would wait the bound and probe again.
+_SILENT: dict[tuple[str, int], float] = {}
 
 
 class BoundedConnection(psycopg.Connection[Any]):
@@ -41,13 +54,16 @@ class BoundedConnection(psycopg.Connection[Any]):
     another's lock (QLEDGER_LOCK_TIMEOUT is longer on purpose), an index built after a
     rebuild. So at the deadline the server is asked, on a connection of its own, for
     `SELECT 1` within the same bound: a server that answers is busy and the wait goes
-    on; one that does not is hung, the connection is dropped and StorageError raised. A
-    hung server is thus given up on within twice the storage timeout."""
+    on; one that does not is hung: the connection is dropped and ServerSilent raised,
+    within twice the storage timeout. For as long again, waits on that server fail at
+    once (see _SILENT)."""
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         if timeout is not None:  # a caller's own bound (psycopg's notifies, cancel)
             return super().wait(gen, interval, timeout)
         seconds = storage_timeout()
+        if _SILENT:
+            self._check_not_found_silent(seconds)
         while True:
             try:
                 # psycopg resumes the same generator after a timeout (it does so itself
@@ -55,14 +71,28 @@ class BoundedConnection(psycopg.Connection[Any]):
                 return super().wait(gen, interval, seconds)
             except _WaitTimeout:
                 if not _server_answers(self.info, seconds):
-                    # StorageError, not psycopg's OperationalError: the library retries
-                    # an OperationalError ten times, each on another pooled connection
-                    # to the same hung server, each waiting the bound again.
-                    hung = StorageError(
-                        f"PostgreSQL at {self.info.host}:{self.info.port} did not answer "
-                        f"within {seconds} s, nor a new connection within {seconds} s more")
-                    self.pgconn.finish()  # mid-statement: of no use to anyone now
-                    raise hung from None
+                    self._give_up(seconds)
+
+    def _server(self) -> tuple[str, int]:
+        return self.info.host, self.info.port
+
+    def _give_up(self, seconds: int) -> NoReturn:
+        host, port = self._server()
+        _SILENT[host, port] = time.monotonic() + seconds + max(2, seconds)
+        self.pgconn.finish()  # mid-statement: of no use to anyone now
+        raise ServerSilent(f"PostgreSQL at {host}:{port} did not answer within {seconds} s, "
+                           f"nor a new connection within {seconds} s more") from None
+
+    def _check_not_found_silent(self, seconds: int) -> None:
+        """Raises ServerSilent, before anything is sent, while this connection's server is
+        remembered as silent; forgets it once that time is over."""
+        server = self._server()
+        left = _SILENT.get(server, 0.0) - time.monotonic()
+        if left <= 0:
+            _SILENT.pop(server, None)
+            return
+        raise ServerSilent(f"PostgreSQL at {server[0]}:{server[1]} did not answer within "
+                           f"{seconds} s a moment ago: not waited for again for {left:.1f} s")
 
 
 class _Probe(psycopg.Connection[Any]):
