@@ -295,7 +295,7 @@ def seekable(stream: IO[str]) -> Iterator[IO[str]]:
         yield copy
 
 
-# The tables the ledger's recorder writes beside the library's events table (ledger/store.py).
+# The tables the ledger's recorder writes beside the library's events table (ledger/store/).
 TABLES = ("merkle_nodes", "checkpoints", "statements")
 
 

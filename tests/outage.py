@@ -52,7 +52,7 @@ class Relay:
                     if self.mode == "forward":
                         peers[sock].sendall(data)
                     # "hang": read and dropped, so the peer's writes never block
-        except OSError:
+        except (OSError, ValueError):  # ValueError: `refuse` closed a socket being watched
             return
 
     def hang(self) -> None:

@@ -16,15 +16,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -32,6 +35,7 @@ from api.cli import main
 from api.settings import Settings
 from tests.conftest import require_postgres
 from ledger import client, keys
+from ledger.store import ServerSilent
 from tests.outage import Relay
 from tests.server_process import ROOT as SOURCE, ServerProcess, free_port
 from tests.support import ROOT, World, make_uscc
@@ -41,7 +45,7 @@ SLACK = 3  # what a loaded two-core machine may add
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Relay]]:
+def serving(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Relay, World]]:
     """A ledger on a fresh schema, reached only through a relay, and served."""
     monkeypatch.setenv("QLEDGER_STORAGE_TIMEOUT", str(TIMEOUT))
     server = require_postgres()
@@ -52,11 +56,16 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Relay]
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             assert client.get("/healthz").json()["status"] == "ok"
-            yield client, relay
+            yield client, relay, world
     finally:
         relay.close()
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def served(serving: tuple[TestClient, Relay, World]) -> tuple[TestClient, Relay]:
+    return serving[0], serving[1]
 
 
 def _says_only_unavailable(answer_text: str, relay: Relay) -> None:
@@ -100,6 +109,90 @@ def test_a_read_while_the_server_is_down_says_storage_unavailable_and_nothing_mo
     _says_only_unavailable(answer.text, relay)
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert str(relay.port) in logged  # the operator learns where
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("request_kind", ["views", "log", "write"])
+def test_a_request_on_an_open_connection_to_a_hung_server_says_unavailable_within_the_bound(
+        serving: tuple[TestClient, Relay, World], request_kind: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The pools' connections are open and have been answered; then the server hangs (the
+    relay takes every byte and answers nothing, as a server paused with SIGSTOP does: its
+    kernel still acknowledges the bytes and the keepalives). A read of the views, a read of
+    the log and a write each wait at most the bound, then as long again for a new
+    connection to show the server alive, and answer "storage unavailable"."""
+    client, relay, world = serving
+    mill = world.envelope("org.registered", ROOT, uscc=make_uscc(12), name="磨坊",
+                          roles=["producer"], region="350100")
+    send = {
+        "views": lambda: client.get("/v1/blacklist"),
+        "log": lambda: client.get("/v1/checkpoint"),
+        "write": lambda: client.post("/v1/entries", json=mill),
+    }[request_kind]
+    assert send().status_code in (200, 201)  # the pooled connections are open and answer
+    mill = world.envelope("org.registered", ROOT, uscc=make_uscc(13), name="面粉厂",
+                          roles=["producer"], region="350100")
+    relay.hang()
+    answers: list[httpx.Response] = []
+    began = time.monotonic()
+    request = threading.Thread(target=lambda: answers.append(send()), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="qledger.api"):
+        request.start()
+        request.join(2 * TIMEOUT + SLACK)
+        took = time.monotonic() - began
+        waiting = request.is_alive()
+        relay.refuse()  # ends a wait that would never end, so the test fails, not hangs
+        request.join(30)
+    assert not waiting, f"still waiting for the hung server after {took:.1f} s"
+    assert answers[0].status_code == 503, answers[0].text
+    _says_only_unavailable(answers[0].text, relay)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert f"127.0.0.1:{relay.port} did not answer within {TIMEOUT} s" in logged, logged
+
+
+@pytest.mark.postgres
+def test_a_read_the_library_retries_gives_up_on_a_hung_server_within_the_bound(
+        serving: tuple[TestClient, Relay, World]) -> None:
+    """The library retries a read that failed with an OperationalError ten times, each on
+    another pooled connection to the same server: once the server is found silent, those
+    fail at once instead of each waiting the bound again."""
+    _, relay, world = serving
+    recorder: Any = world.ledger.recorder
+    assert recorder.max_notification_id()  # the pool's connections are open and answer
+    relay.hang()
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            recorder.max_notification_id()
+        except BaseException as e:  # noqa: BLE001 - what it raised is the point
+            failed.append(e)
+
+    began = time.monotonic()
+    reading = threading.Thread(target=read, daemon=True)
+    reading.start()
+    reading.join(2 * TIMEOUT + 2 + SLACK)  # 2: the library's ten retries pause 0.2 s each
+    took = time.monotonic() - began
+    waiting = reading.is_alive()
+    relay.refuse()  # ends a wait that would never end, so the test fails, not hangs
+    reading.join(60)
+    assert not waiting, f"still retrying on the hung server after {took:.1f} s"
+    assert isinstance(failed[0], OperationalError), repr(failed[0])  # the library's, then
+    assert isinstance(failed[0].__cause__, ServerSilent), repr(failed[0].__cause__)
+
+
+@pytest.mark.postgres
+def test_a_statement_slower_than_the_bound_on_a_live_server_is_waited_for(
+        serving: tuple[TestClient, Relay, World]) -> None:
+    """The bound is for a server that hangs, not for one that works: a writer queued behind
+    another's lock, or an index being built, may take longer than the storage timeout, and
+    the server shows it is alive by answering a connection of its own meanwhile."""
+    _, _, world = serving
+    with world.ledger.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        began = time.monotonic()
+        row = conn.execute("SELECT pg_sleep(%s), 42 AS answer", (TIMEOUT * 2.5,)).fetchone()
+        assert row["answer"] == 42 and time.monotonic() - began >= TIMEOUT * 2.5
+        assert conn.execute("SELECT 7 AS again").fetchone()["again"] == 7  # still in order
 
 
 # ---- `serve --workers N` on a fresh database -------------------------------------------

@@ -301,8 +301,8 @@ class PostgresViewsRecorder(_Tracking, PostgresTrackingRecorder):
         pass  # reads use the views' own pool
 
     def refresh_statistics(self, tables: Sequence[str] | None = None) -> None:
-        # As the ledger's own tables (ledger.store): a server without autovacuum would
-        # otherwise plan the trace and scan queries from guesses.
+        # As the ledger's own tables (ledger.store.postgres): a server without autovacuum
+        # would otherwise plan the trace and scan queries from guesses.
         schema = Identifier(self.datastore.schema)
         with self.datastore.get_connection() as conn:
             conn.execute(SQL("ANALYZE {}").format(SQL(", ").join(

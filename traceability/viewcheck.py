@@ -128,12 +128,12 @@ def _scratch(database: Database) -> Iterator[_Scratch]:
         return
     url = database.url.split("?", 1)[0]
     schema = "qledger_viewcheck_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(url, autocommit=True) as conn:
+    with database.connect() as conn:
         conn.execute(SQL("CREATE SCHEMA {}").format(Identifier(schema)))
     try:
         yield _Scratch(Database(f"{url}?schema={schema}"), schema)
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
+        with database.connect() as conn:
             conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
 
 
@@ -146,7 +146,7 @@ class _Live:
         self.postgres = database.is_postgres
         if self.postgres:
             self.schema = database.env()["POSTGRES_SCHEMA"]
-            self.conn: Any = psycopg.connect(database.url.split("?", 1)[0], autocommit=True)
+            self.conn: Any = database.connect()
             self.tracking = f'"{self.schema}".views_tracking'
             self.qualifier = f'"{self.schema}"'
         else:

@@ -124,8 +124,8 @@ def _proofs(ledger: Ledger) -> dict[str, Any]:
     out["entries"] = size
     checkpoint = verify_checkpoint(ledger.checkpoint(), ledger.config.log_key)
     rng = random.Random(7)
-    # The first proof of a process reads the tree's upper levels (ledger.store): timed
-    # on its own, then the figures are those of a warm process, as a server is, with
+    # The first proof of a process reads the tree's upper levels (ledger.store.recorder):
+    # timed on its own, then the figures are those of a warm process, as a server is, with
     # the earlier steps' garbage collected first.
     ledger.recorder.forget_cached_nodes()
     began = time.perf_counter()
