@@ -168,7 +168,11 @@ class WriteLimit:
             try:
                 self.limits.check_client(client_of(scope))
             except RateLimited as e:
-                await too_many(e)(scope, receive, send)
+                answer = too_many(e)
+                # The body is not wanted: closing the connection after the answer spares
+                # the server reading (and throwing away) the rest of a large upload.
+                answer.headers["Connection"] = "close"
+                await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -192,9 +192,11 @@ def test_a_client_over_its_write_allowance_gets_429_before_its_body_is_read(worl
     r = http.post("/v1/entries", content=json.dumps(produced(world, "R10")))
     assert_problem(r, 429, "rate-limited")
     assert 60 <= retry_after(r) <= 100
-    # Refused before the body is read: not even its JSON is looked at.
+    # Refused before the body is read: not even its JSON is looked at, and the connection
+    # is closed after the answer, so the rest of a large upload is not read either.
     r = http.post("/v1/entries/batch", content=b"[not json")
     assert_problem(r, 429, "rate-limited")
+    assert r.headers["connection"] == "close"
     assert world.ledger.size() == size + 10
 
     # The bakery, from another address and with its own key, has its own allowance.
