@@ -27,6 +27,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.domain.ids import LOG_ID
 from ledger.domain.log import APPENDED_TOPIC, appended
+from ledger.log.entry_format import stored_state
 
 
 class LedgerTranscoder(JSONTranscoder):
@@ -105,13 +106,9 @@ class LedgerMapper(Mapper[UUID]):
         self, index: int, entry: bytes, leaf_hash: bytes, statement_id: str, at: datetime
     ) -> StoredEvent:
         """to_stored_event(appended(index, entry.decode(), leaf_hash.hex(), statement_id,
-        at)), byte for byte, for an entry the writer built: `entry` is JSON whose
-        strings hold only base64, hex, the payload type and a time, so '"' is the one
-        character the transcoder escapes in it (a bytes replace, not the encoder's look
-        at each of a kilobyte of characters: an eighth of its cost), and the statement id
-        is a checked lowercase UUID. The time is in the library's tagged form (an ISO
-        time needs no escaping) and the attributes in the order of ledger/domain/log.py.
-        Any other entry goes through `appended` and to_stored_event."""
+        at)), byte for byte, for an entry the writer built (entry_format.stored_state:
+        an eighth of the encoder's cost), the time in the library's tagged form, formatted
+        once a batch. Any other entry goes through `appended` and to_stored_event."""
         if self.compressor or self.cipher:
             return self.to_stored_event(
                 appended(index, entry.decode("ascii"), leaf_hash.hex(), statement_id, at))
@@ -119,7 +116,5 @@ class LedgerMapper(Mapper[UUID]):
         if last is not at:
             tagged = b'{"_type_":"datetime_iso","_data_":"%b"}' % at.isoformat().encode()
             self._last_time = (at, tagged)
-        state = b'{"timestamp":%b,"index":%d,"entry":"%b","leaf_hash":"%b","statement_id":"%b"}' % (
-            tagged, index, entry.replace(b'"', b'\\"'), leaf_hash.hex().encode(),
-            statement_id.encode())
+        state = stored_state(tagged, index, entry, leaf_hash, statement_id)
         return StoredEvent(LOG_ID, index + 1, APPENDED_TOPIC, state)

@@ -9,8 +9,9 @@ import os
 
 from ledger.domain.log import UNVERIFIED
 from tests.support import World, make_gtin, make_uscc
+from ledger.log.entry_format import read_stored_state as _written_state
 from ledger.log.entry_format import written_parts as _as_written
-from traceability.logreader import APPENDED_TOPIC, _written_state
+from traceability.logreader import APPENDED_TOPIC
 from traceability.views import Views
 
 MILL = make_uscc(61)

@@ -20,6 +20,7 @@ from eventsourcing.persistence import Notification
 
 from ledger.application import Ledger
 from ledger.domain.log import APPENDED_TOPIC, UNVERIFIED, Appended
+from ledger.log.entry_format import read_stored_state
 from ledger.statements import Statement
 from ledger.store import Recorded
 from traceability.projector import Parsed, parse_entry, parse_written
@@ -69,7 +70,7 @@ class LogReader:
             # Decoded as the library's transcoder does: json.loads on bytes detects
             # the encoding and decodes more slowly.
             text = notification.state.decode("utf-8")
-            written = _written_state(text)
+            written = read_stored_state(text)
             if written is not None:
                 return parse_written(*written)
             state = json.loads(text)
@@ -186,49 +187,3 @@ class ReadAhead:
             # processes behind holding database connections.
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-# A stored Appended state as this ledger's transcoder writes it (ledger.transcoding:
-# the event's attributes in order, no spaces), its entry a JSON string in it.
-_STATE_HEAD = '{"timestamp":{"_type_":"datetime_iso","_data_":"'
-_STATE_INDEX = '"},"index":'
-_STATE_ENTRY = ',"entry":"{\\"envelope\\":{\\"payload\\":\\"'
-_STATE_LEAF = '","leaf_hash":"'
-_STATE_ID = '","statement_id":"'
-_STATE_RECORDED_AT = ',\\"recorded_at\\":\\"'
-
-
-def _written_state(text: str) -> tuple[int, str, str] | None:
-    """The index, payload and recording time of a verified entry whose stored state
-    and entry are in the forms the ledger writes them, read from the state's text by
-    slicing: the values that json.loads and then entry_format.written_parts give, without
-    decoding the entry's JSON string (most of the cost of reading a state). None
-    for anything else: an unverified entry, or any other form, read the long way."""
-    if not (text.startswith(_STATE_HEAD) and text.endswith('"}')):
-        return None
-    i = text.find(_STATE_INDEX, len(_STATE_HEAD))
-    j = text.find(_STATE_ENTRY, i)
-    k = text.find(_STATE_LEAF, j)
-    m = text.find(_STATE_ID, k)
-    if i < 0 or j < 0 or k < 0 or m < 0:
-        return None
-    number = text[i + len(_STATE_INDEX):j]
-    statement_id = text[m + len(_STATE_ID):-2]
-    for part in (text[len(_STATE_HEAD):i], text[k + len(_STATE_LEAF):m], statement_id):
-        if '"' in part or "\\" in part:
-            return None
-    if (statement_id.startswith(UNVERIFIED) or not number.isascii() or not number.isdigit()
-            or (number[0] == "0" and number != "0")):
-        return None
-    # The entry's string after the payload's opening quote: every quote in it escaped
-    # and no backslash escaped (so `k` is where it ends, and each \" is a quote).
-    entry = text[j + len(_STATE_ENTRY):k]
-    if entry.count('"') != entry.count('\\"') or "\\\\" in entry:
-        return None
-    end = entry.find('\\"')
-    at = entry.rfind(_STATE_RECORDED_AT)
-    payload, recorded_at = entry[:end], entry[at + len(_STATE_RECORDED_AT):-3]
-    if (end < 0 or at <= end or not entry.endswith('\\"}')
-            or "\\" in payload or "\\" in recorded_at):
-        return None
-    return int(number), payload, recorded_at

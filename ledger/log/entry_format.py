@@ -1,4 +1,5 @@
-"""The bytes of a log entry (PROTOCOL.md §3), written and read in one place.
+"""The bytes of a log entry (PROTOCOL.md §3), and of the stored event that holds it,
+written and read in one place.
 
 An entry is JCS({"envelope": …, "recorded_at": …}): its leaf hash is what the Merkle
 tree commits to, so its bytes must be exactly these. The writer builds them by
@@ -9,6 +10,13 @@ needing an escape, and JCS orders the members "envelope" < "recorded_at", "paylo
 the payload and recording time back by slicing (`written_parts`), and anything else the
 long way (json), so the slow path stays beside the fast one; tests/test_ledger.py
 compares the concatenation with canonicalising the object.
+
+The log's stored event (ledger.domain.log.Appended, as the library's JSON transcoder
+encodes it) holds the entry as a JSON string. The writer builds that state directly
+too (`stored_state`), and the views' log reader takes an entry's payload and recording
+time back out of it by slicing (`read_stored_state`), without decoding the string;
+any other form is decoded by the library, the long way (tests/test_transcoding.py and
+tests/test_views_parse.py compare the two ways).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ledger.b64 import b64encode
+from ledger.domain.log import UNVERIFIED
 from ledger.envelope import Envelope
 
 _HEAD = '{"envelope":{"payload":"'
@@ -63,3 +72,62 @@ def written_parts(text: str) -> tuple[str, str] | None:
     if end < 0 or at <= end:
         return None
     return text[len(_HEAD):end], text[at + len(_RECORDED_AT):-2]
+
+
+def stored_state(tagged_time: bytes, index: int, entry: bytes, leaf_hash: bytes,
+                 statement_id: str) -> bytes:
+    """The stored state of the log event of an entry the writer built, byte for byte what
+    the library's transcoder writes for Appended(timestamp, index, entry, leaf_hash,
+    statement_id): `entry` is JSON whose strings hold only base64, hex, the payload type
+    and a time, so '"' is the one character to escape in it (a bytes replace, not the
+    encoder's look at each of a kilobyte of characters), and the statement id is a
+    checked lowercase UUID. `tagged_time` is the time in the library's tagged form."""
+    return b'{"timestamp":%b,"index":%d,"entry":"%b","leaf_hash":"%b","statement_id":"%b"}' % (
+        tagged_time, index, entry.replace(b'"', b'\\"'), leaf_hash.hex().encode(),
+        statement_id.encode())
+
+
+# A stored Appended state as `stored_state` writes it (the event's attributes in the
+# order of ledger/domain/log.py, no spaces), its entry a JSON string in it.
+_STATE_HEAD = '{"timestamp":{"_type_":"datetime_iso","_data_":"'
+_STATE_INDEX = '"},"index":'
+_STATE_ENTRY = ',"entry":"{\\"envelope\\":{\\"payload\\":\\"'
+_STATE_LEAF = '","leaf_hash":"'
+_STATE_ID = '","statement_id":"'
+_STATE_RECORDED_AT = ',\\"recorded_at\\":\\"'
+
+
+def read_stored_state(text: str) -> tuple[int, str, str] | None:
+    """The index, payload and recording time of a verified entry whose stored state
+    and entry are in the forms the ledger writes them, read from the state's text by
+    slicing: the values that json.loads and then entry_format.written_parts give, without
+    decoding the entry's JSON string (most of the cost of reading a state). None
+    for anything else: an unverified entry, or any other form, read the long way."""
+    if not (text.startswith(_STATE_HEAD) and text.endswith('"}')):
+        return None
+    i = text.find(_STATE_INDEX, len(_STATE_HEAD))
+    j = text.find(_STATE_ENTRY, i)
+    k = text.find(_STATE_LEAF, j)
+    m = text.find(_STATE_ID, k)
+    if i < 0 or j < 0 or k < 0 or m < 0:
+        return None
+    number = text[i + len(_STATE_INDEX):j]
+    statement_id = text[m + len(_STATE_ID):-2]
+    for part in (text[len(_STATE_HEAD):i], text[k + len(_STATE_LEAF):m], statement_id):
+        if '"' in part or "\\" in part:
+            return None
+    if (statement_id.startswith(UNVERIFIED) or not number.isascii() or not number.isdigit()
+            or (number[0] == "0" and number != "0")):
+        return None
+    # The entry's string after the payload's opening quote: every quote in it escaped
+    # and no backslash escaped (so `k` is where it ends, and each \" is a quote).
+    entry = text[j + len(_STATE_ENTRY):k]
+    if entry.count('"') != entry.count('\\"') or "\\\\" in entry:
+        return None
+    end = entry.find('\\"')
+    at = entry.rfind(_STATE_RECORDED_AT)
+    payload, recorded_at = entry[:end], entry[at + len(_STATE_RECORDED_AT):-3]
+    if (end < 0 or at <= end or not entry.endswith('\\"}')
+            or "\\" in payload or "\\" in recorded_at):
+        return None
+    return int(number), payload, recorded_at
