@@ -87,42 +87,52 @@ class Intake:
 
         A replay (audit, import) is not checked ahead: its genesis is signed by the key
         its second entry registers, and its rules say the same in their turn."""
+        if not submitted:
+            submissions = self.prepare(envelopes)
+            return submissions, self._feed_all(submissions)
         self._check_batch_size(envelopes)
-        if submitted:
-            loaded = self._admit_from_json(envelopes, admit)
-            if loaded is not None:
-                return self._prepare_feeding(loaded)
-        submissions = self.prepare(envelopes)
-        if submitted:
+        read = self._load(envelopes)
+        if read is None:
+            submissions = self.prepare(envelopes)  # names the envelope at fault, in order
             self.check_keys_registered(submissions)
+        else:
+            loaded, signers = read
+            self._look_up_keys(signers)
+            if self.registered_keys.issuperset(signers):
+                if admit is not None:
+                    admit(signers)
+                return self._prepare_feeding(loaded)
+            # A key not known here (or one the batch registers): validated whole first,
+            # from the JSON already parsed, and the keys not asked for again.
+            submissions = self.prepare(loaded)
+            self.check_keys_registered(submissions, look_up=False)
         if admit is not None:
             admit(Counter(sig.keyid for sub in submissions for sig in sub.envelope.signatures))
-        feed = self.verifier.feed()
-        for position, sub in enumerate(submissions):
-            self._feed(feed, position, sub)
-        return submissions, feed.finish()
+        return submissions, self._feed_all(submissions)
 
-    def _admit_from_json(self, envelopes: Sequence[Any], admit: Admit | None) -> list[Any] | None:
-        """The envelopes' JSON, parsed, once `admit` has let the batch in, when every key
-        id it names is registered already; None when the batch must be validated whole
-        before it is admitted (JSON that is not an envelope's, a key not known here)."""
+    @staticmethod
+    def _load(envelopes: Sequence[Any]) -> tuple[list[Any], Counter[str]] | None:
+        """The envelopes' JSON, parsed, and how many of them each key id signs, when each
+        names its key ids as an envelope does; None when one does not (`prepare` then
+        says which, at its position)."""
         loaded, signers = [], Counter[str]()
         for item in envelopes:
             try:
                 obj = load_envelope_json(item)
             except Rejected:
-                return None  # _prepare says so at its position, in batch order
+                return None
             ids = signer_ids(obj)
             if ids is None:
                 return None
             signers.update(ids)
             loaded.append(obj)
-        self._look_up_keys(signers.keys())
-        if not self.registered_keys.issuperset(signers):
-            return None
-        if admit is not None:
-            admit(signers)
-        return loaded
+        return loaded, signers
+
+    def _feed_all(self, submissions: list[Submission]) -> Pending | None:
+        feed = self.verifier.feed()
+        for position, sub in enumerate(submissions):
+            self._feed(feed, position, sub)
+        return feed.finish()
 
     def _prepare_feeding(self, loaded: list[Any]) -> tuple[list[Submission], Pending | None]:
         """`prepare` of an admitted batch, handing each envelope's signatures to the workers
@@ -182,14 +192,17 @@ class Intake:
             )
             self.registered_keys.update(ids[s.originator_id] for s in stored)
 
-    def check_keys_registered(self, submissions: Sequence[Submission]) -> None:
+    def check_keys_registered(self, submissions: Sequence[Submission], *,
+                              look_up: bool = True) -> None:
         """Raises Rejected(UNKNOWN_KEY) naming every envelope signed by a key that is not
         registered, neither in the ledger nor by an earlier envelope of the batch.
 
         The rules say the same later, envelope by envelope, after the signatures before
         it were checked; this says it first, with one query for the keys not seen before.
-        Revocation and validity are left to the rules: a registered key stays registered."""
-        self._look_up_keys(sig.keyid for sub in submissions for sig in sub.envelope.signatures)
+        Revocation and validity are left to the rules: a registered key stays registered.
+        `look_up` False: the batch's key ids were looked up already."""
+        if look_up:
+            self._look_up_keys(sig.keyid for sub in submissions for sig in sub.envelope.signatures)
         in_batch: dict[str, int] = {}  # key id -> position of the envelope registering it
         unknown: list[Rejected] = []
         for position, sub in enumerate(submissions):

@@ -161,7 +161,9 @@ def test_a_key_registered_earlier_in_the_same_batch_is_not_unknown(world: World)
     assert [r.duplicate for r in receipts] == [False, False]
 
 
-def test_a_flood_under_made_up_key_ids_names_every_envelope_in_one_answer(world: World) -> None:
+def test_a_flood_under_made_up_key_ids_names_every_envelope_in_one_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 1,000 envelopes, each under its own made-up key id: each is named, from one look-up,
     # instead of the batch being parsed again envelope by envelope to find them.
     statements = [world.statement("batch.produced", FLOUR_MILL, **batch_fields(lot=f"X{i}"))
@@ -169,10 +171,16 @@ def test_a_flood_under_made_up_key_ids_names_every_envelope_in_one_answer(world:
     batch = [garbage_under(os.urandom(32).hex(), s) for s in statements]
     app = create_app(world.ledger, Settings(read_rate_per_minute=0, write_rate_per_minute=0))
     size = world.ledger.size()
+    recorder = world.ledger.recorder
+    look_ups: list[int] = []
+    look_up = recorder.select_events_after
+    monkeypatch.setattr(recorder, "select_events_after",
+                        lambda pairs: look_ups.append(len(pairs)) or look_up(pairs))
     r = TestClient(app).post("/v1/entries/batch", content=json.dumps(batch))
     problem = assert_problem(r, 422, "unknown-key")
     assert problem["position"] == 0
     assert [e["position"] for e in problem["errors"]] == list(range(1000))
+    assert look_ups == [1000]  # the key ids asked for once, all together
     assert world.ledger.size() == size
 
 
