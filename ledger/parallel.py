@@ -22,7 +22,7 @@ from ledger import keys
 
 # Below this many signatures the round trip to a worker costs more than it saves.
 MIN_PARALLEL = 200
-# Signatures per task of a batch (Feed, ParallelVerifier.begin): a worker starts on the
+# Signatures per task of a batch (Feed): a worker starts on the
 # first envelopes while the writer still reads the rest, and the tasks are small so that
 # the writer, once waiting is all it has left, can take back those no worker has begun
 # and check them itself (Pending.failures). About 6 ms of work each on this machine kind.
@@ -85,17 +85,6 @@ class ParallelVerifier:
 
     def feed(self) -> Feed:
         return Feed(self, TASK)
-
-    def begin(
-        self, jobs: Sequence[Job], owners: list[tuple[int, str]], task: int | None = TASK,
-    ) -> Pending | None:
-        """Begin checking a whole batch of `jobs` in tasks of `task` jobs (None: one task
-        per worker); None when it is not worth a round trip or the workers are disabled.
-        `owners` as for Pending."""
-        feed = Feed(self, task or -(-len(jobs) // max(1, self.workers)))
-        for job, owner in zip(jobs, owners, strict=True):
-            feed.add(job, owner)
-        return feed.finish()
 
     def disable(self) -> None:
         """Workers could not start (say, a main module without a __main__ guard, which

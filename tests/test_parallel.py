@@ -25,6 +25,15 @@ def _jobs(count: int, bad: set[int]) -> list[Job]:
     return jobs
 
 
+def _begin(verifier: ParallelVerifier, jobs: list[Job],
+           owners: list[tuple[int, str]]) -> Pending | None:
+    """A whole batch fed at once, as the writer feeds one it has read."""
+    feed = verifier.feed()
+    for job, owner in zip(jobs, owners, strict=True):
+        feed.add(job, owner)
+    return feed.finish()
+
+
 def test_a_fed_batch_goes_to_the_workers_in_tasks_as_it_is_read() -> None:
     verifier = ParallelVerifier(1)
     try:
@@ -99,7 +108,7 @@ def test_the_writer_checks_the_tasks_no_worker_has_begun_instead_of_waiting() ->
         # when the writer asks for the verdict: it takes back those not yet begun.
         busy = verifier._executor().submit(time.sleep, 1.0)
         jobs = _jobs(6 * TASK, bad={5, 3 * TASK + 1, 6 * TASK - 1})
-        pending = verifier.begin(jobs, [(i, f"k{i}") for i in range(len(jobs))])
+        pending = _begin(verifier, jobs, [(i, f"k{i}") for i in range(len(jobs))])
         assert pending is not None
         assert pending.failures() == [(5, "k5"), (3 * TASK + 1, f"k{3 * TASK + 1}"),
                                       (6 * TASK - 1, f"k{6 * TASK - 1}")]
@@ -116,11 +125,11 @@ def test_a_whole_batch_begun_at_once_is_checked_exactly_once() -> None:
     verifier = ParallelVerifier(1)
     try:
         jobs = _jobs(MIN_PARALLEL + 3, bad={0, MIN_PARALLEL + 2})
-        pending = verifier.begin(jobs, [(i, "k") for i in range(len(jobs))])
+        pending = _begin(verifier, jobs, [(i, "k") for i in range(len(jobs))])
         assert pending is not None
         assert pending.covered == {(i, "k") for i in range(len(jobs))}
         assert pending.failures() == [(0, "k"), (MIN_PARALLEL + 2, "k")]
-        assert verifier.begin(jobs[:MIN_PARALLEL - 1], [(i, "k") for i in range(MIN_PARALLEL - 1)]) is None
+        assert _begin(verifier, jobs[:MIN_PARALLEL - 1], [(i, "k") for i in range(MIN_PARALLEL - 1)]) is None
     finally:
         verifier.close()
 
@@ -138,15 +147,3 @@ def test_a_task_that_is_never_answered_is_checked_by_the_writer(
     pending = Pending(verifier, jobs, [stuck], [(i, "k") for i in range(3)], [(0, 3)])
     assert pending.failures() == [(1, "k")]
     assert verifier.workers == 0  # and no longer hands work to the workers
-
-
-def test_a_batch_begun_with_one_task_per_worker_is_checked_exactly_once() -> None:
-    verifier = ParallelVerifier(2)
-    try:
-        jobs = _jobs(MIN_PARALLEL + 1, bad={MIN_PARALLEL})
-        pending = verifier.begin(jobs, [(i, "k") for i in range(len(jobs))], task=None)
-        assert pending is not None
-        assert pending._bounds == [(0, MIN_PARALLEL // 2 + 1), (MIN_PARALLEL // 2 + 1, MIN_PARALLEL + 1)]
-        assert pending.failures() == [(MIN_PARALLEL, "k")]
-    finally:
-        verifier.close()
