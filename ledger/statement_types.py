@@ -35,13 +35,11 @@ class StatementType(StrEnum):
     CASE_RESOLVED = "case.resolved"
     CORRECTION = "correction"
 
-    @property
-    def is_case(self) -> bool:
-        """A step of a complaint case (EVENTS.md "Complaints"): its body names `case`."""
-        return self.startswith("case.")
-
 
 T = StatementType
+
+# The steps of a complaint case (EVENTS.md "Complaints"): each body names its `case`.
+CASE_STEPS = frozenset(kind for kind in StatementType if kind.startswith("case."))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError, NotFound
 from ledger.log_reads import KeyHistory, StoredEntry
-from ledger.statement_types import StatementType as T
+from ledger.statement_types import CASE_STEPS, StatementType as T
 from ledger.statements import Statement, parse_statement
 from traceability.sql import Tx
 from traceability.trace import batch_key
@@ -239,7 +239,7 @@ def _statement(entry: StoredEntry) -> Statement | None:
 def _refs(s: Statement) -> list[int]:
     """The entries a case statement (or a correction's replacement of one) cites."""
     version = s.replacement if s.type == T.CORRECTION else s
-    if version is None or not version.type.startswith("case."):
+    if version is None or version.type not in CASE_STEPS:
         return []
     return list(version.body.get("refs", []))
 

@@ -20,7 +20,7 @@ from typing import Any
 from ledger.errors import LedgerError
 from ledger.log.entry_format import written_parts
 from ledger.rules import may_withdraw
-from ledger.statement_types import FACTS, StatementType as T
+from ledger.statement_types import CASE_STEPS, FACTS, StatementType as T
 from ledger.statements import Statement, parse_statement
 from ledger.timefmt import format_time
 from traceability.policy import CreditPolicy
@@ -184,7 +184,7 @@ class Projector:
             self.apply(now, source)
         # The correction belongs to the record of the case it touches, before and after.
         for version in (original, now):
-            if version is not None and version.type.startswith("case."):
+            if version is not None and version.type in CASE_STEPS:
                 self._case_entry(version.body["case"], at.index)
 
     def _root(self, index: int) -> int | None:
